@@ -1,0 +1,291 @@
+"""HTTP plumbing for the registry client: sessions, auth headers, error mapping, GET retries.
+
+This is the boundary where aiohttp's exceptions and HTTP statuses become ``hc.errors``; nothing
+above ``hc.api`` sees an aiohttp type. Tokens go into request headers only: they are never logged,
+never put into a URL and never part of an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from hc import __version__
+from hc.errors import (
+    AuthError,
+    ConfigError,
+    Conflict,
+    HcError,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RemoteError,
+    TransientError,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "USER_AGENT",
+    "RetryPolicy",
+    "error_for_status",
+    "is_loopback_url",
+    "management_headers",
+    "map_http_errors",
+    "open_session",
+    "parse_retry_after",
+    "pkg_headers",
+    "raise_for_status",
+    "server_message",
+    "ssl_setting",
+    "with_retries",
+]
+
+log = logging.getLogger("hc.api")
+
+USER_AGENT: Final = f"hc/{__version__} (python)"
+
+#: Session default: no overall limit (transfers may take hours) but a stalled connect or read fails.
+DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
+
+_T = TypeVar("_T")
+_MAX_MESSAGE: Final = 300
+_MAX_ERROR_BODY: Final = 64 * 1024
+
+
+def management_headers(token: str) -> dict[str, str]:
+    """v1/v2/v3 management calls authenticate with ``x-api-key`` (as the Go CLI)."""
+    return {"x-api-key": token}
+
+
+def pkg_headers(token: str) -> dict[str, str]:
+    """Package endpoints: a CI JWT (``CIManager…``) goes raw in ``Authorization`` (no ``Bearer``),
+    any other key in ``x-api-key``; this is what the Go CLI settled on (commit 3841e11)."""
+    if token.startswith("CIManager"):
+        return {"Authorization": token}
+    return {"x-api-key": token}
+
+
+def ssl_setting(*, insecure: bool, ca_bundle: Path | None) -> ssl.SSLContext | bool:
+    """TLS verification: on by default; ``ca_bundle`` adds a CA to the system ones; ``insecure`` turns
+    verification off (aiohttp's ``ssl=False``)."""
+    if insecure:
+        return False
+    context = ssl.create_default_context()
+    if ca_bundle is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load CA bundle {ca_bundle}: {exc}") from None
+    return context
+
+
+def is_loopback_url(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+@asynccontextmanager
+async def open_session(
+    *,
+    insecure: bool = False,
+    ca_bundle: Path | None = None,
+    trust_env: bool = True,
+    limit: int = 64,
+    limit_per_host: int = 32,
+    timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """One pooled session for a command. ``trust_env`` honours HTTPS_PROXY/NO_PROXY; callers turn it
+    off for loopback servers so a proxy setting cannot swallow local traffic."""
+    connector = aiohttp.TCPConnector(
+        limit=limit,
+        limit_per_host=limit_per_host,
+        ttl_dns_cache=300,
+        ssl=ssl_setting(insecure=insecure, ca_bundle=ca_bundle),
+    )
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        headers={"User-Agent": USER_AGENT},
+        trust_env=trust_env,
+    ) as session:
+        yield session
+
+
+@contextmanager
+def map_http_errors(method: str, url: str) -> Iterator[None]:
+    """Translate aiohttp and timeout exceptions raised inside the block into ``hc.errors``."""
+    where = f"{method} {_display_url(url)}"
+    try:
+        yield
+    except HcError:
+        raise
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise ConfigError(
+            f"TLS certificate of {exc.host} was not accepted ({exc.certificate_error}); "
+            "pass --ca-bundle FILE to trust its CA, or --insecure"
+        ) from exc
+    except aiohttp.ClientSSLError as exc:
+        raise RemoteError(f"TLS handshake with {exc.host}:{exc.port} failed: {exc.os_error}") from exc
+    except aiohttp.ClientConnectorError as exc:
+        reason = exc.os_error.strerror or str(exc)
+        raise TransientError(f"cannot connect to {exc.host}:{exc.port}: {reason}") from exc
+    except aiohttp.ClientResponseError as exc:
+        raise error_for_status(exc.status, message=exc.message, where=where) from exc
+    except aiohttp.InvalidURL as exc:
+        raise ConfigError(f"invalid URL {exc.url}") from exc
+    except aiohttp.TooManyRedirects as exc:
+        raise RemoteError(f"{where}: too many redirects") from exc
+    except TimeoutError as exc:
+        raise TransientError(f"{where}: timed out") from exc
+    except aiohttp.ClientError as exc:
+        detail = str(exc) or type(exc).__name__
+        raise TransientError(f"{where}: {detail}") from exc
+
+
+async def raise_for_status(response: aiohttp.ClientResponse) -> None:
+    """Raise the ``hc.errors`` exception for a response with status >= 400 (reads the body)."""
+    if response.status < 400:
+        return
+    try:
+        # An error body is only read for its message: a bounded prefix is enough.
+        body = await response.content.read(_MAX_ERROR_BODY)
+    except (aiohttp.ClientError, TimeoutError):
+        body = b""
+    raise error_for_status(
+        response.status,
+        message=server_message(body),
+        where=f"{response.method} {_display_url(str(response.url))}",
+        retry_after=response.headers.get("Retry-After"),
+    )
+
+
+def error_for_status(
+    status: int, *, message: str | None, where: str, retry_after: str | None = None
+) -> HcError:
+    """The error for an HTTP status; ``message`` is the server's own explanation when it gave one."""
+    detail = f": {message}" if message else ""
+    if status == 401:
+        return AuthError(
+            f"authentication failed (HTTP 401){detail or ': the server refused the key'}", status=status
+        )
+    if status == 403:
+        return PermissionDenied(f"permission denied (HTTP 403){detail}", status=status)
+    if status == 404:
+        return NotFound(f"not found (HTTP 404){detail or ': ' + where}", status=status)
+    if status == 409:
+        return Conflict(f"conflict (HTTP 409){detail}", status=status)
+    if status in (429, 503) and retry_after is not None:
+        delay = parse_retry_after(retry_after)
+        if delay is not None:
+            return RateLimited(
+                f"{where}: server busy (HTTP {status}), retry after {delay:g}s{detail}",
+                retry_after=delay,
+                status=status,
+            )
+    if status == 429 or (status >= 500 and status != 501):
+        return TransientError(f"{where}: server error (HTTP {status}){detail}", status=status)
+    return RemoteError(f"{where}: request refused (HTTP {status}){detail}", status=status)
+
+
+def parse_retry_after(value: str, *, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; ``None`` if unparseable."""
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def server_message(body: bytes) -> str | None:
+    """The explanation in a Harness error body: ``{code, message}`` (v1/v2) or ``{error: {message}}``
+    (v3); otherwise the first line of a short text body. Control characters are dropped so a server
+    cannot write terminal escapes into our output."""
+    if not body:
+        return None
+    text = body.decode("utf-8", errors="replace")
+    message: object = None
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        message = data.get("message")
+        error = data.get("error")
+        if not message and isinstance(error, dict):
+            message = error.get("message")
+        elif not message and isinstance(error, str):
+            message = error
+        if not message:
+            return None
+    elif data is None and not text.lstrip().startswith("<"):
+        message = text.strip().splitlines()[0] if text.strip() else None
+    if not isinstance(message, str) or not message.strip():
+        return None
+    clean = "".join(ch if ch.isprintable() else " " for ch in message.strip())
+    return clean if len(clean) <= _MAX_MESSAGE else clean[: _MAX_MESSAGE - 1] + "…"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """Retries for idempotent requests: ``attempts`` tries in all, exponential backoff with jitter
+    starting at ``base_delay``, capped at ``max_delay``; a server's Retry-After beats the backoff.
+
+    (The transfer engine has its own, fuller pacer; this covers listing and lookups.)
+    """
+
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    #: a longer Retry-After than this is not waited for: the error goes to the caller
+    max_retry_after: float = 120.0
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry number ``attempt`` (0-based): half fixed, half random ("equal jitter")."""
+        ceiling = min(self.max_delay, self.base_delay * (2.0**attempt))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+NO_RETRY: Final = RetryPolicy(attempts=1)
+
+
+async def with_retries(call: Callable[[], Awaitable[_T]], *, policy: RetryPolicy, what: str) -> _T:
+    """Run ``call`` until it succeeds, fails with a non-transient error, or attempts run out."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except TransientError as exc:
+            attempt += 1
+            if attempt >= policy.attempts:
+                raise
+            if isinstance(exc, RateLimited):
+                if exc.retry_after > policy.max_retry_after:
+                    raise
+                delay = exc.retry_after
+            else:
+                delay = policy.backoff(attempt - 1)
+            log.debug("%s: %s; retry %d/%d in %.2fs", what, exc, attempt, policy.attempts - 1, delay)
+            await asyncio.sleep(delay)
+
+
+def _display_url(url: str) -> str:
+    # Error lines show where a request went without the query string (long, and not useful).
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else url

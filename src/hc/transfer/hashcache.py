@@ -1,0 +1,134 @@
+"""A local cache of file digests, so a re-run does not re-hash files that did not change.
+
+An entry is keyed by the absolute path and valid only while ``(size, mtime_ns, inode)`` still
+match. Like git's index, it refuses to remember a file modified within the last two seconds
+("racily clean"): a write landing in the same mtime tick as the hash would otherwise go unseen.
+Writes are batched; several hc processes may share the file (WAL, busy timeout).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+from hc.errors import StorageError
+from hc.protocol.digest import ALGORITHMS, Checksums
+
+__all__ = ["HashCache"]
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS files (
+    path     TEXT PRIMARY KEY,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode    INTEGER NOT NULL,
+    md5      TEXT,
+    sha1     TEXT,
+    sha256   TEXT NOT NULL,
+    sha512   TEXT
+) WITHOUT ROWID;
+"""
+_RACY_WINDOW_NS: Final = 2_000_000_000
+
+
+class HashCache:
+    """``get``/``put`` digests by path and stat identity. Use from one thread at a time."""
+
+    def __init__(self, connection: sqlite3.Connection, *, commit_every: int = 256) -> None:
+        self._db = connection
+        self._commit_every = commit_every
+        self._pending = 0
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def open(cls, path: Path) -> HashCache:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA busy_timeout=5000")
+            return cls(connection)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open hash cache {path}: {exc}") from exc
+
+    @classmethod
+    def in_memory(cls) -> HashCache:
+        return cls(sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False))
+
+    def get(
+        self, path: str, *, size: int, mtime_ns: int, inode: int, require: Iterable[str] = ("sha256",)
+    ) -> Checksums | None:
+        """The cached digests, or ``None`` when unknown, stale, or missing a required algorithm."""
+        try:
+            row = self._db.execute(
+                "SELECT md5, sha1, sha256, sha512 FROM files WHERE path = ? AND size = ? AND mtime_ns = ?"
+                " AND inode = ?",
+                (path, size, mtime_ns, inode),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StorageError(f"hash cache read failed: {exc}") from exc
+        if row is None:
+            return None
+        found = Checksums(size=size, md5=row[0], sha1=row[1], sha256=row[2], sha512=row[3])
+        if any(found.get(algorithm) is None for algorithm in require):
+            return None
+        return found
+
+    def put(
+        self,
+        path: str,
+        *,
+        mtime_ns: int,
+        inode: int,
+        checksums: Checksums,
+        now_ns: int | None = None,
+        trust_recent: bool = False,
+    ) -> bool:
+        """Remember digests; returns False (and stores nothing) for a racily recent file.
+
+        ``trust_recent`` is for a file the engine itself just wrote, verified and renamed: its
+        digests are known from the verification, not from a read that could race a writer.
+        """
+        now = time.time_ns() if now_ns is None else now_ns
+        if not trust_recent and now - mtime_ns < _RACY_WINDOW_NS:
+            return False
+        digests = [checksums.get(algorithm) for algorithm in ALGORITHMS]
+        try:
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR REPLACE INTO files (path, size, mtime_ns, inode, md5, sha1, sha256, sha512)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, checksums.size, mtime_ns, inode, *digests),
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"hash cache write failed: {exc}") from exc
+        self._pending += 1
+        if self._pending >= self._commit_every:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        if self._db.in_transaction:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StorageError(f"hash cache commit failed: {exc}") from exc
+        self._pending = 0
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,1094 @@
+"""TransferManager: push and pull many files through one bounded pool of requests.
+
+Shape of a job (both directions):
+
+```
+items (async, lazy) ──► bounded stream (backlog) ──► N item workers ──► per item: plan, then act
+                                                                     └─► parts/ranges as tasks
+every request (a whole PUT, one part, one ranged GET) holds one token of ONE CapacityLimiter
+```
+
+- Memory is flat whatever the item count: items are pulled from the caller's iterator only as
+  workers free up (the stream holds at most ``backlog``), bytes move ``buffer_size`` at a time,
+  and nothing keeps a per-item record after the item ends (results go to accounting subscribers).
+- Concurrency is never multiplied by nesting: item workers hold no token; the parts of a big file
+  and whole small files compete for the same ``concurrency`` tokens.
+- Hashing and disk I/O run in worker threads (``hash_threads`` at once for hashing), so both
+  cores work while the loop moves bytes.
+- Each item is a ``TransferCoordinator``; failures are per item (the job carries on) and end up
+  in the summary, a cancelled job leaves its ``.part`` files, upload sessions and journal for the
+  next run to resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import stat
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+
+import anyio
+
+from hc.errors import HcError, IntegrityError, NotFound, RetryKind, TransientError
+from hc.protocol.digest import ALGORITHMS, Checksums, MultiHasher
+from hc.transfer._files import (
+    BytesSource,
+    CountingSource,
+    FileSource,
+    fsync_directory,
+    hash_path,
+    read_and_hash,
+    write_at,
+)
+from hc.transfer.accounting import Accounting
+from hc.transfer.config import TransferConfig
+from hc.transfer.coordinator import TransferCoordinator
+from hc.transfer.hashcache import HashCache
+from hc.transfer.journal import Journal, JournalEntry
+from hc.transfer.march import DestinationIndex, Verdict, compare
+from hc.transfer.pacer import Decision, RateGate, RetryEvent, call_with_retries, classify
+from hc.transfer.plan import (
+    ByteRange,
+    clamp_part_size,
+    normalize,
+    plan_download,
+    remaining_download,
+    remaining_upload,
+)
+from hc.transfer.remote import FileEntry, FileRef, Remote, SessionState
+from hc.transfer.results import Status, Summary
+from hc.transfer.sanitize import safe_join, sanitize_relpath
+from hc.transfer.walk import LocalItem
+
+__all__ = ["TransferManager"]
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Servers cap the number of parts (S3: 10 000); a huge file gets bigger parts instead.
+_MAX_PARTS: Final = 10_000
+_FLUSH_INTERVAL: Final = 0.5
+
+_ITEM_ERRORS: Final = (HcError, OSError, anyio.BrokenResourceError, anyio.EndOfStream)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups, for a one-line item message."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _is_item_error(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_item_error(inner) for inner in exc.exceptions)
+    return isinstance(exc, _ITEM_ERRORS)
+
+
+def _describe(exc: BaseException) -> str:
+    exc = _leaf(exc)
+    if isinstance(exc, HcError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__
+
+
+def _integrity_is_final(exc: BaseException) -> Decision:
+    """Operation-level retries leave integrity failures to the item level, which re-hashes (a
+    changed source) or starts a new session before trying again."""
+    decision = classify(exc)
+    if isinstance(_leaf(exc), IntegrityError):
+        return Decision(RetryKind.FATAL)
+    return decision
+
+
+def _received(session: SessionState) -> list[tuple[int, int]]:
+    return list(session.received) if session.received else [(0, session.offset)]
+
+
+async def _aiter(items: AsyncIterable[T] | Iterable[T]) -> AsyncIterator[T]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+class _ItemBytes:
+    """Bytes one item has reported, so an item-level restart can take them all back."""
+
+    __slots__ = ("_accounting", "_path", "expected", "total")
+
+    def __init__(self, accounting: Accounting, path: str, expected: int) -> None:
+        self._accounting = accounting
+        self._path = path
+        self.expected = expected
+        self.total = 0
+
+    def add(self, delta: int) -> None:
+        self.total += delta
+        self._accounting.moved(self._path, delta)
+
+    def rewind_all(self) -> None:
+        if self.total:
+            self.add(-self.total)
+
+
+@dataclass(slots=True)
+class _Job:
+    journal: Journal
+    package: str = ""
+    version: str = ""
+    dest: Path | None = None
+    target: Callable[[FileEntry], str] | None = None
+    index: DestinationIndex | None = None
+    index_ready: anyio.Event | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Destination:
+    final: Path
+    final_stat: os.stat_result | None
+    part: Path
+    part_stat: os.stat_result | None
+
+
+def _inspect_destination(root: Path, relpath: str) -> _Destination:
+    final = safe_join(root, relpath)
+    part = final.with_name(final.name + ".part")
+
+    def stat_or_none(path: Path) -> os.stat_result | None:
+        try:
+            return os.stat(path)
+        except FileNotFoundError:
+            return None
+
+    return _Destination(final, stat_or_none(final), part, stat_or_none(part))
+
+
+class TransferManager:
+    """Bulk push/pull against a ``Remote``. Seams are constructor arguments: tests hand in a fake
+    Remote, an in-memory journal and their own Accounting subscriber."""
+
+    def __init__(
+        self,
+        remote: Remote,
+        config: TransferConfig | None = None,
+        *,
+        journal: Journal | None = None,
+        hash_cache: HashCache | None = None,
+        accounting: Accounting | None = None,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self._remote = remote
+        self._config = config if config is not None else TransferConfig()
+        self._journal = journal
+        self._hash_cache = hash_cache
+        self.accounting = accounting if accounting is not None else Accounting()
+        self._draw = draw
+        self._policy = self._config.retry_policy
+        self._gate = RateGate()
+        # Created on first use, inside the event loop (one pair per manager, shared by its jobs).
+        self._request_limiter: anyio.CapacityLimiter | None = None
+        self._hash_limiter: anyio.CapacityLimiter | None = None
+
+    @property
+    def config(self) -> TransferConfig:
+        return self._config
+
+    @property
+    def _requests(self) -> anyio.CapacityLimiter:
+        if self._request_limiter is None:
+            self._request_limiter = anyio.CapacityLimiter(self._config.concurrency)
+        return self._request_limiter
+
+    @property
+    def _hashers(self) -> anyio.CapacityLimiter:
+        if self._hash_limiter is None:
+            self._hash_limiter = anyio.CapacityLimiter(self._config.hash_threads)
+        return self._hash_limiter
+
+    # --- public API ---------------------------------------------------------------------------
+
+    async def push(
+        self, items: AsyncIterable[LocalItem] | Iterable[LocalItem], *, package: str, version: str
+    ) -> Summary:
+        """Upload every item to ``package/version/<item.relpath>``; skip what is already identical."""
+        job = _Job(journal=self._journal or Journal.in_memory(), package=package, version=version)
+        need_listing = not self._config.overwrite
+        if need_listing:
+            job.index_ready = anyio.Event()
+
+        async def setup(tg: anyio.abc.TaskGroup) -> None:
+            if need_listing:
+                tg.start_soon(self._load_index, job)
+
+        return await self._run(
+            job,
+            items,
+            describe=lambda item: (item.relpath, item.size),
+            handle=self._push_one,
+            setup=setup,
+        )
+
+    async def pull(
+        self,
+        items: AsyncIterable[FileEntry] | Iterable[FileEntry],
+        dest: Path,
+        *,
+        target: Callable[[FileEntry], str] | None = None,
+    ) -> Summary:
+        """Download every item to ``dest / target(item)`` (default: its path in the version),
+        verified, via ``<name>.part`` and an atomic rename."""
+        job = _Job(
+            journal=self._journal or Journal.in_memory(),
+            dest=dest,
+            target=target or (lambda entry: entry.path),
+        )
+        if not self._config.dry_run:
+            await anyio.to_thread.run_sync(lambda: dest.mkdir(parents=True, exist_ok=True))
+        name_of = job.target
+        assert name_of is not None
+        return await self._run(job, items, describe=lambda e: (name_of(e), e.size), handle=self._pull_one)
+
+    async def listing(self, package: str, version: str) -> AsyncIterator[FileEntry]:
+        """``remote.list_files`` made resilient: a listing broken off by a transient error restarts
+        and skips what it already yielded (listings are ordered). A missing version lists nothing."""
+        yielded = 0
+        failures = 0
+        while True:
+            seen = 0
+            try:
+                async for entry in self._remote.list_files(package, version):
+                    seen += 1
+                    if seen <= yielded:
+                        continue
+                    yielded += 1
+                    failures = 0
+                    yield entry
+                return
+            except NotFound:
+                return
+            except Exception as exc:
+                decision = classify(exc)
+                failures += 1
+                if not decision.retryable or failures >= self._policy.max_attempts:
+                    raise
+                await anyio.sleep(self._policy.backoff.delay(failures, decision, self._draw()))
+
+    # --- the job driver -----------------------------------------------------------------------
+
+    async def _run(
+        self,
+        job: _Job,
+        items: AsyncIterable[T] | Iterable[T],
+        *,
+        describe: Callable[[T], tuple[str, int]],
+        handle: Callable[[_Job, T], Awaitable[None]],
+        setup: Callable[[anyio.abc.TaskGroup], Awaitable[None]] | None = None,
+    ) -> Summary:
+        config = self._config
+        send, receive = anyio.create_memory_object_stream[T](config.backlog)
+        workers = config.concurrency + config.hash_threads
+        self.accounting.start()
+
+        async def feed() -> None:
+            async with send:
+                async for item in _aiter(items):
+                    path, size = describe(item)
+                    self.accounting.queued(path, size)
+                    await send.send(item)
+
+        async def work(stream: anyio.abc.ObjectReceiveStream[T]) -> None:
+            async with stream:
+                async for item in stream:
+                    await handle(job, item)
+
+        async def flush_periodically() -> None:
+            while True:
+                await anyio.sleep(_FLUSH_INTERVAL)
+                job.journal.flush()
+
+        try:
+            async with anyio.create_task_group() as outer:
+                if not config.dry_run:
+                    outer.start_soon(flush_periodically)
+                if setup is not None:
+                    await setup(outer)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(feed)
+                    async with receive:
+                        for _ in range(workers):
+                            tg.start_soon(work, receive.clone())
+                outer.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            leaves = group.exceptions
+            if len(leaves) == 1 and not isinstance(leaves[0], BaseExceptionGroup):
+                raise leaves[0] from None
+            raise
+        finally:
+            if not config.dry_run:
+                job.journal.flush()
+            if self._hash_cache is not None:
+                self._hash_cache.flush()
+            if self._journal is None:
+                job.journal.close()
+            self.accounting.stop()
+        return self.accounting.summary()
+
+    def _coordinator(self, path: str, size: int) -> TransferCoordinator:
+        coordinator = TransferCoordinator(path, size)
+        coordinator.add_done_callback(self.accounting.finished)
+        return coordinator
+
+    async def _finish_with_error(
+        self, coordinator: TransferCoordinator, exc: BaseException, *, action: str, local_path: str | None
+    ) -> None:
+        if coordinator.done:
+            return
+        message = _describe(exc)
+        if coordinator.attempts > 1 and isinstance(_leaf(exc), TransientError | IntegrityError):
+            message = f"{message} (gave up after {coordinator.attempts} attempts)"
+        await coordinator.fail(_leaf(exc), message=message, action=action, local_path=local_path)
+
+    # --- retries ------------------------------------------------------------------------------
+
+    def _retry_reporter(
+        self, coordinator: TransferCoordinator, on_rewind: Callable[[], None] | None = None
+    ) -> Callable[[RetryEvent], None]:
+        def report(event: RetryEvent) -> None:
+            if on_rewind is not None:
+                on_rewind()
+            coordinator.attempts += 1
+            self.accounting.retried(
+                coordinator.path, attempt=event.attempt, delay=event.delay, error=event.error
+            )
+
+        return report
+
+    async def _call(
+        self,
+        coordinator: TransferCoordinator,
+        fn: Callable[[], Awaitable[R]],
+        *,
+        on_rewind: Callable[[], None] | None = None,
+    ) -> R:
+        """One remote operation with retries; holds a request token only while the request runs."""
+
+        async def attempt() -> R:
+            async with self._requests:
+                return await fn()
+
+        return await call_with_retries(
+            attempt,
+            self._policy,
+            on_retry=self._retry_reporter(coordinator, on_rewind),
+            gate=self._gate,
+            draw=self._draw,
+            classify_error=_integrity_is_final,
+        )
+
+    async def _backoff_or_raise(
+        self, coordinator: TransferCoordinator, exc: BaseException, failures: int
+    ) -> None:
+        """For hand-written retry loops (streams that resume where they stopped)."""
+        decision = _integrity_is_final(exc)
+        if not decision.retryable or failures >= self._policy.max_attempts:
+            raise exc
+        delay = self._policy.backoff.delay(failures, decision, self._draw())
+        if decision.kind is RetryKind.RETRY_AFTER:
+            self._gate.hold(delay)
+        coordinator.attempts += 1
+        self.accounting.retried(coordinator.path, attempt=failures, delay=delay, error=exc)
+        await anyio.sleep(delay)
+
+    # --- push ---------------------------------------------------------------------------------
+
+    async def _load_index(self, job: _Job) -> None:
+        assert job.index_ready is not None
+
+        async def fetch() -> DestinationIndex:
+            index = DestinationIndex()
+            try:
+                async for entry in self._remote.list_files(job.package, job.version):
+                    index.add(entry.path, entry)
+            except NotFound:
+                pass
+            return index
+
+        job.index = await call_with_retries(fetch, self._policy, gate=self._gate, draw=self._draw)
+        job.index_ready.set()
+
+    async def _local_checksums(
+        self, item: LocalItem, *, use_cache: bool = True
+    ) -> tuple[Checksums, bytes | None]:
+        cache, key = self._hash_cache, str(item.path.absolute())
+        if use_cache and cache is not None:
+            cached = cache.get(
+                key, size=item.size, mtime_ns=item.mtime_ns, inode=item.inode, require=ALGORITHMS
+            )
+            if cached is not None:
+                return cached, None
+        checksums, st, data = await read_and_hash(
+            item.path,
+            buffer_size=self._config.buffer_size,
+            limiter=self._hashers,
+            inline_limit=self._config.buffer_size,
+            parallel=self._config.hash_threads,
+        )
+        if cache is not None and not self._config.dry_run:
+            cache.put(key, mtime_ns=st.st_mtime_ns, inode=st.st_ino, checksums=checksums)
+        return checksums, data
+
+    def _use_session(self, size: int) -> bool:
+        return self._remote.capabilities.upload_sessions and size > self._config.chunk_size
+
+    async def _push_one(self, job: _Job, item: LocalItem) -> None:
+        config = self._config
+        coordinator = self._coordinator(item.relpath, item.size)
+        ref = FileRef(package=job.package, version=job.version, path=item.relpath)
+        local_path = str(item.path)
+        action = ""
+        try:
+            checksums, data = await self._local_checksums(item)
+            if job.index_ready is not None:
+                await job.index_ready.wait()
+                assert job.index is not None
+                if compare(checksums, job.index.get(item.relpath)) is Verdict.IDENTICAL:
+                    coordinator.finish(
+                        Status.SKIPPED, action="identical", sha256=checksums.sha256, local_path=local_path
+                    )
+                    return
+            use_session = self._use_session(checksums.size)
+            action = "upload-session" if use_session else "upload"
+            if config.dry_run:
+                prior = job.journal.get(item.relpath)
+                if use_session and prior is not None and prior.session_id:
+                    action = "resume"  # from about prior.acked bytes; the server has the final word
+                coordinator.finish(
+                    Status.PLANNED, action=action, sha256=checksums.sha256, local_path=local_path
+                )
+                return
+            coordinator.start()
+            checksums = await self._upload(job, coordinator, item, ref, checksums, data, use_session)
+            job.journal.mark_done(item.relpath, sha256=checksums.sha256)
+            coordinator.finish(Status.DONE, action=action, sha256=checksums.sha256, local_path=local_path)
+        except Exception as exc:
+            if not config.dry_run:
+                job.journal.mark_failed(item.relpath, _describe(exc))
+            await self._finish_with_error(coordinator, exc, action=action, local_path=local_path)
+            if not _is_item_error(exc):
+                raise
+        except BaseException:
+            if not coordinator.done:
+                coordinator.cancel(action=action, local_path=local_path)
+            raise
+
+    async def _upload(
+        self,
+        job: _Job,
+        coordinator: TransferCoordinator,
+        item: LocalItem,
+        ref: FileRef,
+        checksums: Checksums,
+        data: bytes | None,
+        use_session: bool,
+    ) -> Checksums:
+        """Upload with item-level retries for integrity failures: the source changed (hash again)
+        or the server assembled something else (new session)."""
+        tracker = _ItemBytes(self.accounting, coordinator.path, checksums.size)
+        started = False
+
+        def report_start(resumed: int) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                self.accounting.started(coordinator.path, checksums.size, resumed=resumed)
+
+        attempt = 0
+        while True:
+            attempt += 1
+            coordinator.attempts += 1
+            try:
+                if use_session:
+                    await self._upload_session(job, coordinator, item, ref, checksums, tracker, report_start)
+                else:
+                    report_start(0)
+                    await self._upload_whole(coordinator, item, ref, checksums, data, tracker)
+                return checksums
+            except IntegrityError as exc:
+                tracker.rewind_all()
+                if attempt >= self._policy.max_attempts:
+                    raise
+                self.accounting.retried(coordinator.path, attempt=attempt, delay=0.0, error=exc)
+                checksums, data = await self._local_checksums(item, use_cache=False)
+                tracker.expected = checksums.size
+
+    async def _upload_whole(
+        self,
+        coordinator: TransferCoordinator,
+        item: LocalItem,
+        ref: FileRef,
+        checksums: Checksums,
+        data: bytes | None,
+        tracker: _ItemBytes,
+    ) -> None:
+        buffer_size = self._config.buffer_size
+        inner = (
+            BytesSource(data, buffer_size=buffer_size)
+            if data is not None
+            else FileSource(item.path, length=checksums.size, buffer_size=buffer_size)
+        )
+        source = CountingSource(inner, tracker.add)
+        await self._call(
+            coordinator,
+            lambda: self._remote.put_file(ref, source, checksums=checksums, overwrite=self._config.overwrite),
+            on_rewind=lambda: tracker.add(-source.take_attempt_bytes()),
+        )
+
+    async def _open_session(
+        self, job: _Job, coordinator: TransferCoordinator, ref: FileRef, checksums: Checksums
+    ) -> SessionState:
+        key = ref.path
+        prior = job.journal.begin(
+            key, fingerprint=f"{checksums.size}:{checksums.sha256}", size=checksums.size
+        )
+        if prior is not None and prior.session_id:
+            session_id = prior.session_id
+            try:
+                return await self._call(coordinator, lambda: self._remote.resume_upload(ref, session_id))
+            except HcError as exc:
+                if classify(exc).retryable and not isinstance(exc, NotFound):
+                    raise
+                _log.debug(
+                    "session %s for %s cannot be resumed (%s); starting a new one", session_id, key, exc
+                )
+        session = await self._call(
+            coordinator, lambda: self._remote.begin_upload(ref, size=checksums.size, checksums=checksums)
+        )
+        job.journal.set_session(key, session.id)
+        job.journal.flush()  # a session the journal forgets is an orphan on the server
+        return session
+
+    async def _upload_session(
+        self,
+        job: _Job,
+        coordinator: TransferCoordinator,
+        item: LocalItem,
+        ref: FileRef,
+        checksums: Checksums,
+        tracker: _ItemBytes,
+        report_start: Callable[[int], None],
+    ) -> None:
+        remote, config = self._remote, self._config
+        session = await self._open_session(job, coordinator, ref, checksums)
+        opened = session
+
+        async def abort() -> None:
+            job.journal.set_session(ref.path, None)
+            await remote.abort_upload(ref, opened)
+
+        # Registered where the session is created: a failed item does not leave it on the server.
+        coordinator.add_failure_cleanup(abort)
+        report_start(sum(part.length for part in normalize(_received(session))))
+        caps = remote.capabilities
+        part_size = clamp_part_size(
+            checksums.size,
+            config.chunk_size,
+            min_part=caps.min_part_size,
+            max_part=caps.max_part_size,
+            max_parts=_MAX_PARTS,
+        )
+        try:
+            if caps.parallel_parts and config.split > 1:
+                session = await self._send_parts_parallel(coordinator, item, ref, session, part_size, tracker)
+            else:
+                session = await self._send_parts_in_order(
+                    job, coordinator, item, ref, session, part_size, tracker
+                )
+            final = session
+            await self._call(
+                coordinator,
+                lambda: remote.commit_upload(ref, final, checksums=checksums, overwrite=config.overwrite),
+            )
+        except IntegrityError:
+            # The assembled bytes are wrong: this session is useless, the next attempt opens another.
+            coordinator.discard_failure_cleanups()
+            with anyio.CancelScope(shield=True):
+                try:
+                    await abort()
+                except Exception as exc:
+                    _log.debug("abort of %s failed: %s", ref, exc)
+            raise
+        coordinator.discard_failure_cleanups()
+
+    def _part_source(self, item: LocalItem, part: ByteRange, tracker: _ItemBytes) -> CountingSource:
+        inner = FileSource(
+            item.path, offset=part.start, length=part.length, buffer_size=self._config.buffer_size
+        )
+        return CountingSource(inner, tracker.add)
+
+    async def _send_parts_in_order(
+        self,
+        job: _Job,
+        coordinator: TransferCoordinator,
+        item: LocalItem,
+        ref: FileRef,
+        session: SessionState,
+        part_size: int,
+        tracker: _ItemBytes,
+    ) -> SessionState:
+        """OCI-style: each part starts at the server's offset. After a failure the server is asked
+        where it got to (a broken part may have been kept in part), so nothing is sent twice and
+        nothing is skipped."""
+        size = tracker.expected
+        session_id = session.id  # constant for the session's life; its offset is what moves
+        failures = 0
+        while todo := remaining_upload(size, part_size, _received(session)):
+            part = todo[0]
+            source = self._part_source(item, part, tracker)
+            try:
+                await self._gate.wait()
+                async with self._requests:
+                    session = await self._remote.put_part(ref, session, offset=part.start, source=source)
+                failures = 0
+                job.journal.set_acked(ref.path, session.offset)
+            except Exception as exc:
+                tracker.add(-source.take_attempt_bytes())
+                failures += 1
+                await self._backoff_or_raise(coordinator, exc, failures)
+                session = await self._call(coordinator, lambda: self._remote.resume_upload(ref, session_id))
+                # Whatever of the broken part the server kept will not be sent again: count it.
+                tracker.add(max(0, min(session.offset, part.end) - part.start))
+        return session
+
+    async def _send_parts_parallel(
+        self,
+        coordinator: TransferCoordinator,
+        item: LocalItem,
+        ref: FileRef,
+        session: SessionState,
+        part_size: int,
+        tracker: _ItemBytes,
+    ) -> SessionState:
+        """For servers that take parts at any offset: up to ``split`` parts in flight (each holding
+        a request token), then ask the server what it holds and fill any hole in another round."""
+        session_id = session.id
+        for _ in range(self._policy.max_attempts):
+            todo = remaining_upload(tracker.expected, part_size, _received(session))
+            if not todo:
+                return session
+            pending = iter(todo)
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(self._config.split, len(todo))):
+                    tg.start_soon(self._part_sender, coordinator, item, ref, session, pending, tracker)
+            session = await self._call(coordinator, lambda: self._remote.resume_upload(ref, session_id))
+        if remaining_upload(tracker.expected, part_size, _received(session)):
+            raise TransientError(f"{item.relpath}: the server still lacks parts after every retry")
+        return session
+
+    async def _part_sender(
+        self,
+        coordinator: TransferCoordinator,
+        item: LocalItem,
+        ref: FileRef,
+        session: SessionState,
+        pending: Iterator[ByteRange],
+        tracker: _ItemBytes,
+    ) -> None:
+        for part in pending:  # a shared iterator: each part goes to exactly one sender
+            source = self._part_source(item, part, tracker)
+            await self._call(
+                coordinator,
+                lambda: self._remote.put_part(ref, session, offset=part.start, source=source),  # noqa: B023
+                on_rewind=lambda: tracker.add(-source.take_attempt_bytes()),  # noqa: B023
+            )
+
+    # --- pull ---------------------------------------------------------------------------------
+
+    async def _pull_one(self, job: _Job, entry: FileEntry) -> None:
+        config = self._config
+        assert job.dest is not None and job.target is not None
+        name = job.target(entry)
+        coordinator = self._coordinator(name, entry.size)
+        action = ""
+        local_path: str | None = None
+        relpath = name
+        try:
+            relpath = sanitize_relpath(name)
+            where = await anyio.to_thread.run_sync(_inspect_destination, job.dest, relpath)
+            local_path = str(where.final)
+            if where.final_stat is not None and stat.S_ISDIR(where.final_stat.st_mode):
+                raise IsADirectoryError(21, "a directory is in the way", str(where.final))
+            if where.final_stat is not None and not config.overwrite:
+                local = await self._existing_checksums(where.final, where.final_stat, entry)
+                if compare(local, entry) is Verdict.IDENTICAL:
+                    coordinator.finish(
+                        Status.SKIPPED, action="identical", sha256=local.sha256, local_path=local_path
+                    )
+                    return
+            if config.dry_run:
+                prior = job.journal.get(relpath)
+                resumable = self._resume_state(job, relpath, prior, where, entry) is not None
+                coordinator.finish(
+                    Status.PLANNED,
+                    action="resume" if resumable else "download",
+                    sha256=entry.sha256,
+                    local_path=local_path,
+                )
+                return
+            coordinator.start()
+            checksums, action = await self._download(job, coordinator, entry, relpath, where)
+            job.journal.mark_done(relpath, sha256=checksums.sha256)
+            coordinator.finish(Status.DONE, action=action, sha256=checksums.sha256, local_path=local_path)
+        except Exception as exc:
+            if not config.dry_run:
+                job.journal.mark_failed(relpath, _describe(exc))
+            await self._finish_with_error(
+                coordinator, exc, action=action or "download", local_path=local_path
+            )
+            if not _is_item_error(exc):
+                raise
+        except BaseException:
+            if not coordinator.done:
+                coordinator.cancel(action=action or "download", local_path=local_path)
+            raise
+
+    @staticmethod
+    def _wanted_algorithms(entry: FileEntry) -> tuple[str, ...]:
+        return ("sha256", "md5") if entry.md5 and not entry.sha256 else ("sha256",)
+
+    async def _existing_checksums(self, path: Path, st: os.stat_result, entry: FileEntry) -> Checksums:
+        algorithms = self._wanted_algorithms(entry)
+        cache, key = self._hash_cache, str(path)
+        if cache is not None:
+            cached = cache.get(
+                key, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, require=algorithms
+            )
+            if cached is not None:
+                return cached
+        checksums, st = await hash_path(
+            path, buffer_size=self._config.buffer_size, limiter=self._hashers, algorithms=algorithms
+        )
+        if cache is not None and not self._config.dry_run:
+            cache.put(key, mtime_ns=st.st_mtime_ns, inode=st.st_ino, checksums=checksums)
+        return checksums
+
+    def _resume_state(
+        self, job: _Job, relpath: str, prior: JournalEntry | None, where: _Destination, entry: FileEntry
+    ) -> tuple[list[ByteRange], dict[int, int]] | None:
+        """Journal ∩ disk ∩ server: a resumable plan needs the journal's plan for this exact source
+        (fingerprint), the ``.part`` it describes still on disk at full size, and a server that
+        honours ranges (If-Range then guards against the file having changed there)."""
+        if prior is None or prior.part_path != str(where.part) or where.part_stat is None:
+            return None
+        if prior.fingerprint != self._fingerprint(entry) or not self._remote.capabilities.ranged_reads:
+            return None
+        if where.part_stat.st_size != entry.size:
+            return None
+        ranges, progress = job.journal.download_plan(relpath)
+        if not ranges or ranges[-1].end != entry.size:
+            return None
+        return ranges, progress
+
+    @staticmethod
+    def _fingerprint(entry: FileEntry) -> str:
+        return f"{entry.size}:{entry.sha256 or entry.md5 or ''}"
+
+    def _fresh_plan(self, size: int) -> list[ByteRange]:
+        config = self._config
+        if not self._remote.capabilities.ranged_reads:
+            return plan_download(size, split=1, split_threshold=0)
+        return plan_download(
+            size,
+            split=config.split,
+            split_threshold=config.split_threshold,
+            align=config.buffer_size,
+            min_length=config.buffer_size,
+        )
+
+    async def _download(
+        self, job: _Job, coordinator: TransferCoordinator, entry: FileEntry, relpath: str, where: _Destination
+    ) -> tuple[Checksums, str]:
+        """Fetch into ``.part``, verify, rename. A verification failure deletes the ``.part`` and
+        starts again from zero, up to ``max_attempts`` times; the final name only ever holds
+        verified bytes."""
+        tracker = _ItemBytes(self.accounting, coordinator.path, entry.size)
+        fingerprint = self._fingerprint(entry)
+        started = False
+        attempt = 0
+        action = "download"
+
+        async def remove_partial() -> None:
+            # Keep the .part when the failure may pass (server down): the next run resumes it.
+            failure = coordinator.exception
+            if (
+                failure is not None
+                and classify(failure).retryable
+                and not isinstance(_leaf(failure), IntegrityError)
+            ):
+                return
+            job.journal.reset(relpath)
+            await anyio.to_thread.run_sync(lambda: where.part.unlink(missing_ok=True))
+
+        coordinator.add_failure_cleanup(remove_partial)
+        while True:
+            attempt += 1
+            coordinator.attempts += 1
+            prior = job.journal.begin(relpath, fingerprint=fingerprint, size=entry.size)
+            state = self._resume_state(job, relpath, prior, where, entry) if attempt == 1 else None
+            # A small file is fetched into memory, verified, then written and renamed in one thread
+            # hop: no partial state worth resuming, and per-file overhead is what limits small files.
+            small = state is None and entry.size <= self._config.buffer_size
+            progress: dict[int, int]
+            if state is None:
+                ranges, progress = self._fresh_plan(entry.size), {}
+                if not small:
+                    job.journal.set_download(relpath, str(where.part), ranges)
+            else:
+                ranges, progress = state
+                action = "resume"
+            if not started:
+                started = True
+                self.accounting.started(coordinator.path, entry.size, resumed=sum(progress.values()))
+            try:
+                if small:
+                    body = await self._fetch_small(coordinator, entry, relpath, tracker)
+                    final_stat, checksums = await anyio.to_thread.run_sync(
+                        self._write_small, where, relpath, entry, body
+                    )
+                    self._remember(where.final, final_stat, checksums)
+                    coordinator.discard_failure_cleanups()
+                    return checksums, action
+                checksums = await self._fetch(
+                    job, coordinator, entry, relpath, where.part, ranges, progress, tracker
+                )
+                self._verify(relpath, entry, checksums)
+            except IntegrityError as exc:
+                tracker.rewind_all()
+                job.journal.reset(relpath)
+                await anyio.to_thread.run_sync(lambda: where.part.unlink(missing_ok=True))
+                if attempt >= self._policy.max_attempts:
+                    raise
+                self.accounting.retried(coordinator.path, attempt=attempt, delay=0.0, error=exc)
+                continue
+            final_stat = await anyio.to_thread.run_sync(self._promote, where.part, where.final)
+            self._remember(where.final, final_stat, checksums)
+            coordinator.discard_failure_cleanups()
+            return checksums, action
+
+    def _remember(self, path: Path, st: os.stat_result, checksums: Checksums) -> None:
+        """Cache the digests of a file we just verified, so the next run's skip check is free."""
+        if self._hash_cache is not None:
+            self._hash_cache.put(
+                str(path), mtime_ns=st.st_mtime_ns, inode=st.st_ino, checksums=checksums, trust_recent=True
+            )
+
+    @staticmethod
+    def _promote(part: Path, final: Path) -> os.stat_result:
+        os.replace(part, final)
+        fsync_directory(final.parent)
+        return os.stat(final)
+
+    @classmethod
+    def _write_small(
+        cls, where: _Destination, relpath: str, entry: FileEntry, body: bytes
+    ) -> tuple[os.stat_result, Checksums]:
+        """Verify an in-memory body, then write ``.part``, fsync, rename (one worker-thread call)."""
+        hasher = MultiHasher(cls._wanted_algorithms(entry))
+        hasher.update(body)
+        checksums = hasher.result()
+        cls._verify(relpath, entry, checksums)  # nothing touches the disk unless the bytes are right
+        where.part.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(where.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            write_at(fd, body, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return cls._promote(where.part, where.final), checksums
+
+    async def _fetch_small(
+        self, coordinator: TransferCoordinator, entry: FileEntry, relpath: str, tracker: _ItemBytes
+    ) -> bytes:
+        failures = 0
+        while True:
+            try:
+                await self._gate.wait()
+                body = bytearray()
+                async with self._requests, self._remote.open_read(entry) as stream:
+                    if stream.total_size is not None and stream.total_size != entry.size:
+                        raise IntegrityError(
+                            f"{relpath} changed on the server"
+                            f" ({stream.total_size} bytes, listed as {entry.size})"
+                        )
+                    chunks = aiter(stream)
+                    while len(body) <= entry.size:  # one byte more than listed is enough to know
+                        with anyio.fail_after(self._config.stall_timeout):
+                            chunk = await anext(chunks, None)
+                        if chunk is None:
+                            break
+                        body += chunk
+                if len(body) < entry.size:
+                    raise TransientError(
+                        f"{relpath}: the download ended early at byte {len(body)} of {entry.size}"
+                    )
+                tracker.add(len(body))
+                return bytes(body)
+            except Exception as exc:
+                failures += 1
+                await self._backoff_or_raise(coordinator, exc, failures)
+
+    @staticmethod
+    def _verify(relpath: str, entry: FileEntry, checksums: Checksums) -> None:
+        if checksums.size != entry.size:
+            raise IntegrityError(f"{relpath}: expected {entry.size} bytes, received {checksums.size}")
+        for algorithm in ("sha256", "md5"):
+            want = getattr(entry, algorithm)
+            if want:
+                have = checksums.get(algorithm)
+                if have != want.strip().lower():
+                    raise IntegrityError(
+                        f"{relpath}: {algorithm} mismatch (expected {want}, received {have})"
+                    )
+                return
+
+    async def _fetch(
+        self,
+        job: _Job,
+        coordinator: TransferCoordinator,
+        entry: FileEntry,
+        relpath: str,
+        part: Path,
+        ranges: Sequence[ByteRange],
+        progress: dict[int, int],
+        tracker: _ItemBytes,
+    ) -> Checksums:
+        size = entry.size
+
+        def open_part() -> int:
+            part.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            try:
+                if os.fstat(fd).st_size != size:
+                    os.ftruncate(fd, size)  # full length up front: ranges are written in place
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd
+
+        algorithms = self._wanted_algorithms(entry)
+        # One stream from byte 0 is hashed as it is written; anything else is hashed after.
+        inline = MultiHasher(algorithms) if len(ranges) <= 1 and not any(progress.values()) else None
+        fd = await anyio.to_thread.run_sync(open_part)
+        try:
+            todo = remaining_download(ranges, progress)
+            if len(todo) == 1:
+                index, rest = todo[0]
+                await self._fetch_range(
+                    coordinator, entry, relpath, fd, index, ranges[index], rest, inline, tracker, job
+                )
+            elif todo:
+                async with anyio.create_task_group() as tg:
+                    for index, rest in todo:
+                        tg.start_soon(
+                            self._fetch_range,
+                            coordinator,
+                            entry,
+                            relpath,
+                            fd,
+                            index,
+                            ranges[index],
+                            rest,
+                            None,
+                            tracker,
+                            job,
+                        )
+            await anyio.to_thread.run_sync(os.fsync, fd)
+        finally:
+            await anyio.to_thread.run_sync(os.close, fd)
+        if inline is not None and inline.size == size:
+            return inline.result()
+        checksums, _ = await hash_path(
+            part, buffer_size=self._config.buffer_size, limiter=self._hashers, algorithms=algorithms
+        )
+        return checksums
+
+    async def _fetch_range(
+        self,
+        coordinator: TransferCoordinator,
+        entry: FileEntry,
+        relpath: str,
+        fd: int,
+        index: int,
+        whole: ByteRange,
+        rest: ByteRange,
+        hasher: MultiHasher | None,
+        tracker: _ItemBytes,
+        job: _Job,
+    ) -> None:
+        """Fetch ``rest`` (the unfinished tail of range ``whole``), resuming after every failure at
+        the first byte not yet written; the journal records the verified bytes as they land."""
+        config = self._config
+        position = rest.start
+        failures = 0
+        while position < whole.end:
+            made_progress = False
+            try:
+                await self._gate.wait()
+                async with (
+                    self._requests,
+                    self._remote.open_read(
+                        entry, offset=position, length=whole.end - position, if_range=entry.sha256
+                    ) as stream,
+                ):
+                    if stream.total_size is not None and stream.total_size != entry.size:
+                        raise IntegrityError(
+                            f"{relpath} changed on the server"
+                            f" ({stream.total_size} bytes, listed as {entry.size})"
+                        )
+                    skip = position - stream.start
+                    if skip < 0:
+                        raise IntegrityError(
+                            f"{relpath}: asked for bytes from {position}, got from {stream.start}"
+                        )
+                    pending = bytearray()
+                    chunks = aiter(stream)
+                    while position + len(pending) < whole.end:
+                        with anyio.fail_after(config.stall_timeout):
+                            chunk = await anext(chunks, None)
+                        if chunk is None:
+                            break
+                        if skip:  # the server ignored Range: drop what we already have
+                            dropped = min(skip, len(chunk))
+                            chunk, skip = chunk[dropped:], skip - dropped
+                        pending += chunk[: whole.end - position - len(pending)]
+                        if len(pending) >= config.buffer_size or position + len(pending) >= whole.end:
+                            await anyio.to_thread.run_sync(write_at, fd, pending, position, hasher)
+                            written = len(pending)
+                            position += written
+                            pending = bytearray()
+                            made_progress = True
+                            tracker.add(written)
+                            job.journal.set_progress(relpath, index, position - whole.start)
+                    if pending:
+                        await anyio.to_thread.run_sync(write_at, fd, pending, position, hasher)
+                        position += len(pending)
+                        tracker.add(len(pending))
+                        job.journal.set_progress(relpath, index, position - whole.start)
+                if position < whole.end:
+                    raise TransientError(
+                        f"{relpath}: the download ended early at byte {position} of {whole.end}"
+                    )
+            except Exception as exc:
+                failures = 1 if made_progress else failures + 1
+                await self._backoff_or_raise(coordinator, exc, failures)

@@ -1,0 +1,239 @@
+"""The Remote protocol: everything the engine needs from a registry, and nothing about HTTP.
+
+``hc.api`` implements it over the Harness generic-file API; tests implement it in memory with
+injected faults. The boundary is *structural*: the import contracts keep ``hc.api`` from importing
+``hc.transfer``, so every value that crosses it is described by a read-only Protocol
+(``FileLocation``, ``FileEntry``, ``SessionState``, ``RemoteCapabilities``, ``ReadStream``,
+``ByteSource``). The frozen dataclasses here (``FileRef``, ``RemoteFile``, ``UploadSession``,
+``Capabilities``) satisfy those protocols and are what the engine and the fakes build; an
+implementation may return its own types as long as they have the same attributes.
+
+Wire mapping the api layer is expected to follow:
+
+- ``list_files``  → paginated v3 ``/files?registry&package&version`` (size + md5/sha1/sha256/sha512 per
+  file), streamed page by page; ``path`` is relative to the version, ``/``-separated, no leading ``/``.
+  A package or version that does not exist yields nothing.
+- ``stat``        → ``HEAD …/files/{package}/{version}/{path}``; ``None`` on 404.
+- ``open_read``   → ``GET`` with ``Range: bytes=a-b`` and ``If-Range: "<etag>"`` (ETag = sha256).
+- ``put_file``    → one streamed ``PUT`` with ``X-Checksum-*`` headers (one attempt; the engine retries).
+- sessions        → an advertised extension (OCI-distribution style): begin → parts at offsets with
+  ``Content-Range`` → commit by ``sha256:<hex>``; ``abort`` deletes the session.
+
+Every method makes **one attempt** and raises an ``hc.errors.HcError`` (``TransientError``,
+``RateLimited``, ``IntegrityError``, ``NotFound`` …) on failure: retry policy lives in
+``hc.transfer.pacer``, not in the Remote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from hc.protocol.digest import Checksums
+
+__all__ = [
+    "ByteSource",
+    "Capabilities",
+    "FileEntry",
+    "FileLocation",
+    "FileRef",
+    "ReadStream",
+    "Remote",
+    "RemoteCapabilities",
+    "RemoteFile",
+    "SessionState",
+    "UploadSession",
+]
+
+
+# --- values crossing the boundary, as read-only protocols -------------------------------------
+
+
+class FileLocation(Protocol):
+    """Where a generic file lives: ``/pkg/{acct}/{reg}/files/{package}/{version}/{path}``."""
+
+    @property
+    def package(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+
+
+class FileEntry(FileLocation, Protocol):
+    """A file as a listing (or HEAD) describes it. Digests are lower-case hex, ``None`` when unknown."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def md5(self) -> str | None: ...
+    @property
+    def sha1(self) -> str | None: ...
+    @property
+    def sha512(self) -> str | None: ...
+
+
+class SessionState(Protocol):
+    """What the server holds of one resumable upload.
+
+    ``offset`` is the contiguous prefix acknowledged (OCI semantics: the next part must start there
+    unless the server accepts parallel parts). ``received`` lists half-open ``(start, end)`` ranges
+    held, for servers that accept parts out of order; empty means ``[(0, offset)]``.
+    """
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def received(self) -> Sequence[tuple[int, int]]: ...
+
+
+class RemoteCapabilities(Protocol):
+    """Optional features a server advertises; a plain Harness server has none of the extensions."""
+
+    @property
+    def upload_sessions(self) -> bool: ...
+    @property
+    def parallel_parts(self) -> bool: ...
+    @property
+    def ranged_reads(self) -> bool: ...
+    @property
+    def min_part_size(self) -> int: ...
+    @property
+    def max_part_size(self) -> int | None: ...
+
+
+class ReadStream(Protocol):
+    """An open download body. Iterating yields the bytes in order, in chunks of any size.
+
+    ``start`` is the file offset of the first byte this body carries: the requested offset when the
+    server honoured ``Range`` (206), ``0`` when it sent the whole file instead (200, e.g. because
+    ``If-Range`` did not match). ``total_size`` is the full file size when known.
+    """
+
+    @property
+    def start(self) -> int: ...
+    @property
+    def total_size(self) -> int | None: ...
+    @property
+    def etag(self) -> str | None: ...
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+
+class ByteSource(Protocol):
+    """A re-openable body: every ``open()`` returns a fresh iterator over the same ``size`` bytes,
+    so a request can be replayed (a retry, a redirect) without holding the bytes in memory."""
+
+    @property
+    def size(self) -> int: ...
+    def open(self) -> AsyncIterator[bytes]: ...
+
+
+class Remote(Protocol):
+    """A registry the engine can list, read from and write to. One attempt per call."""
+
+    @property
+    def capabilities(self) -> RemoteCapabilities: ...
+
+    def list_files(self, package: str, version: str) -> AsyncIterator[FileEntry]:
+        """Every file of one version, streamed page by page (never the whole listing in memory)."""
+        ...
+
+    async def stat(self, location: FileLocation) -> FileEntry | None:
+        """Size and digests of one file, ``None`` when it does not exist."""
+        ...
+
+    def open_read(
+        self,
+        location: FileLocation,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        if_range: str | None = None,
+    ) -> AbstractAsyncContextManager[ReadStream]:
+        """Open the bytes ``[offset, offset+length)`` (to the end when ``length`` is None).
+
+        ``if_range`` is the entity tag the caller last saw (hc servers use the sha256 hex): when the
+        file changed, the server answers with the whole new file and ``start == 0``.
+        """
+        ...
+
+    async def put_file(
+        self, location: FileLocation, source: ByteSource, *, checksums: Checksums, overwrite: bool
+    ) -> None:
+        """Upload a whole file in one request; ``checksums`` are of the whole file."""
+        ...
+
+    async def begin_upload(self, location: FileLocation, *, size: int, checksums: Checksums) -> SessionState:
+        """Open a resumable upload session (only when ``capabilities.upload_sessions``)."""
+        ...
+
+    async def resume_upload(self, location: FileLocation, session_id: str) -> SessionState:
+        """The server's view of an existing session; raises NotFound once it expired or was committed."""
+        ...
+
+    async def put_part(
+        self, location: FileLocation, session: SessionState, *, offset: int, source: ByteSource
+    ) -> SessionState:
+        """Send ``source.size`` bytes to be stored at ``offset`` (``Content-Range``)."""
+        ...
+
+    async def commit_upload(
+        self, location: FileLocation, session: SessionState, *, checksums: Checksums, overwrite: bool
+    ) -> None:
+        """Finish the upload; the server checks the assembled bytes against ``checksums.sha256``
+        and raises IntegrityError when they differ."""
+        ...
+
+    async def abort_upload(self, location: FileLocation, session: SessionState) -> None:
+        """Discard a session and whatever it received."""
+        ...
+
+
+# --- concrete values the engine and the fakes build -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileRef:
+    package: str
+    version: str
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.package}/{self.version}/{self.path}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteFile:
+    package: str
+    version: str
+    path: str
+    size: int
+    sha256: str | None = None
+    md5: str | None = None
+    sha1: str | None = None
+    sha512: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.package}/{self.version}/{self.path}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadSession:
+    id: str
+    offset: int = 0
+    received: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Capabilities:
+    upload_sessions: bool = False
+    parallel_parts: bool = False
+    ranged_reads: bool = True
+    min_part_size: int = 0
+    max_part_size: int | None = None
