@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -279,3 +280,42 @@ def anyio_random_bytes(n: int) -> bytes:
     import random
 
     return random.Random(n).randbytes(n)
+
+
+async def test_target_maps_entries_to_local_names(tmp_path: Path) -> None:
+    remote = FakeRemote()
+    entries = seeded(remote, {"a.txt": b"a", "sub/b.txt": b"b"})
+    await TransferManager(remote, fast_config()).pull(
+        entries, tmp_path, target=lambda e: f"{e.version}/{e.path}"
+    )
+    assert read_tree(tmp_path) == {f"{VERSION}/a.txt": b"a", f"{VERSION}/sub/b.txt": b"b"}
+
+
+async def test_a_listing_with_only_md5_still_verifies_and_skips(tmp_path: Path) -> None:
+    remote = FakeRemote()
+    full = remote.add(PACKAGE, VERSION, "m.bin", b"md5 only" * 1000)
+    md5_only = RemoteFile(package=PACKAGE, version=VERSION, path="m.bin", size=full.size, md5=full.md5)
+    cache = HashCache.in_memory()
+    first = await TransferManager(remote, fast_config(), hash_cache=cache).pull([md5_only], tmp_path)
+    assert first.succeeded == 1
+    again = await TransferManager(remote, fast_config(), hash_cache=cache).pull([md5_only], tmp_path)
+    assert again.skipped == 1
+    wrong = RemoteFile(package=PACKAGE, version=VERSION, path="m.bin", size=full.size, md5="0" * 32)
+    manager = TransferManager(remote, fast_config(overwrite=True, max_attempts=1))
+    recorder = Recorder(manager.accounting)
+    await manager.pull([wrong], tmp_path / "other")
+    assert "md5 mismatch" in (recorder.results["m.bin"].error or "")
+
+
+async def test_an_error_in_the_item_stream_stops_the_job_with_that_error(tmp_path: Path) -> None:
+    from hc.errors import UsageError
+
+    remote = FakeRemote()
+    entries = seeded(remote, {"a": b"1"})
+
+    async def broken() -> AsyncIterator[RemoteFile]:
+        yield entries[0]
+        raise UsageError("no such file or directory: 'x'")
+
+    with pytest.raises(UsageError, match="no such file"):
+        await TransferManager(remote, fast_config()).pull(broken(), tmp_path)

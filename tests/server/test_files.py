@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
 from hc.protocol.digest import CHECKSUM_HEADERS, MultiHasher
@@ -224,3 +226,41 @@ async def test_files_appear_in_listings_with_sizes_counts_and_checksums(api: Api
         ("/b", "3000", hashlib.sha512(b).hexdigest()),
         ("/bin/a", "1000", hashlib.sha512(a).hexdigest()),
     ]
+
+
+async def test_concurrent_identical_uploads_to_one_path_all_succeed(api: Api, gen: str) -> None:
+    data = os.urandom(5000)
+
+    async def put() -> int:
+        async with api.session.put(api.file_url(gen, "p/1/same.bin"), data=data) as response:
+            return response.status
+
+    statuses = await asyncio.gather(*(put() for _ in range(10)))
+    assert sorted(statuses) == [200] * 9 + [201]
+    assert len(api.blob_files()) == 1
+
+
+async def test_uploads_fsync_each_file_where_group_flush_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    from hc.server import blobs
+    from hc.server.embedded import serve_embedded
+
+    monkeypatch.setattr(blobs.DurabilityBarrier, "create", classmethod(lambda cls, root, executor: None))
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(blobs.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    async with (
+        serve_embedded(data_dir) as server,
+        aiohttp.ClientSession(headers={"x-api-key": server.token}) as s,
+    ):
+        async with s.post(
+            f"{server.base_url}{V1}/registry?space_ref=local",
+            json={"identifier": "gen", "packageType": "GENERIC"},
+        ) as response:
+            assert response.status == 201
+        async with s.put(f"{server.base_url}/pkg/local/gen/files/p/1/f", data=SMALL) as response:
+            assert response.status == 201
+        async with s.get(f"{server.base_url}/pkg/local/gen/files/p/1/f") as response:
+            assert await response.read() == SMALL
+    assert len(synced) >= 2  # the file and its shard folder

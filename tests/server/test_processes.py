@@ -199,7 +199,18 @@ def test_run_on_a_busy_port_and_bad_token_account_are_usage_errors(data_dir: Pat
     assert result.returncode == 2, result
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     result = subprocess.run(
-        [sys.executable, "-m", "hc", "server", "token", "create", "--data-dir", str(data_dir), "--account", "a.b"],
+        [
+            sys.executable,
+            "-m",
+            "hc",
+            "server",
+            "token",
+            "create",
+            "--data-dir",
+            str(data_dir),
+            "--account",
+            "a.b",
+        ],
         capture_output=True,
         text=True,
         env=env,

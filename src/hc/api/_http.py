@@ -83,6 +83,10 @@ def ssl_setting(*, insecure: bool, ca_bundle: Path | None) -> ssl.SSLContext | b
     verification off (aiohttp's ``ssl=False``)."""
     if insecure:
         return False
+    if ca_bundle is None:
+        # aiohttp's own verifying context, built once per process: a new one per command costs
+        # ~30 ms of reading the system CA store, even for a plain-http loopback registry.
+        return True
     context = ssl.create_default_context()
     if ca_bundle is not None:
         try:

@@ -353,6 +353,8 @@ class RegistryClient:
                     json=json_body,
                     headers=management_headers(self.endpoint.token),
                     timeout=timeout,
+                    # A request without a body says nothing about one (the Go CLI's copy POST).
+                    skip_auto_headers=() if json_body is not None else ("Content-Type",),
                 ) as response:
                     log.debug(
                         "%s %s -> %d in %.0f ms",

@@ -330,7 +330,7 @@ def delete_lines(result: BulkDeleteResult) -> list[str]:
         lines.append(render.format_cell(result.message))
     lines += [
         f"Registry        : {result.registry}",
-        f"Version pattern : {result.version_pattern}",
+        f"Version pattern : {result.version_pattern}".rstrip(),
         f"Dry-run         : {str(result.dry_run).lower()}",
         f"Force           : {str(result.force).lower()}",
         f"Total impacted  : {result.total} (success: {result.success}, failed: {result.failed})",

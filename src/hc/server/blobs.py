@@ -18,7 +18,7 @@ Why this shape:
   those of another live process sharing the store.
 - Hashing four digests costs about 4 s of CPU per GiB here (md5 and sha512 are the slow ones), more
   than the network. Large bodies are therefore hashed in three lanes on worker threads (hashlib
-  releases the GIL) and written by a fourth, each lane getting ≥1 MiB batches in order while the
+  releases the GIL) and written by a fourth, each lane getting ≥4 MiB batches in order while the
   event loop receives the next batch. Small bodies (≤ 1 MiB) are hashed, verified, written and
   linked in one worker call (no disk I/O at all when the bytes are already stored), and made durable
   by a group ``syncfs`` shared by all uploads in flight (``DurabilityBarrier``) instead of two
@@ -52,8 +52,9 @@ __all__ = ["SMALL_BODY", "BlobStore", "BlobWriter", "DurabilityBarrier"]
 
 #: Bodies up to this size are handled in one worker call (and read whole into memory).
 SMALL_BODY: Final = 1 << 20
-#: Large bodies are handed to the hashing lanes in batches of at least this many bytes.
-BATCH: Final = 1 << 20
+#: Large bodies are handed to the lanes in batches of at least this many bytes. 4 MiB measured ~10%
+#: faster than 1 MiB for 1 GiB (fewer lock-step rounds and writeback calls) at ≤ 8 MiB per upload.
+BATCH: Final = 4 << 20
 #: Hash lanes balanced by measured cost per GiB (md5 1.4 s | sha1+sha256 1.2 s | sha512 1.3 s); the
 #: file write (and its writeback) is a fourth lane, so a slow disk does not hold a hash lane.
 _LANES: Final = (("md5",), ("sha1", "sha256"), ("sha512",))

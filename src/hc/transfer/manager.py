@@ -85,6 +85,12 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
 def _is_item_error(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(_is_item_error(inner) for inner in exc.exceptions)
@@ -331,8 +337,9 @@ class TransferManager:
                             tg.start_soon(work, receive.clone())
                 outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            leaves = group.exceptions
-            if len(leaves) == 1 and not isinstance(leaves[0], BaseExceptionGroup):
+            # Task groups wrap even a single failure (twice, nested); the CLI wants the HcError.
+            leaves = _leaves(group)
+            if len(leaves) == 1:
                 raise leaves[0] from None
             raise
         finally:

@@ -249,12 +249,12 @@ async def list_space_artifacts(request: web.Request) -> web.Response:
     space = c.space_from_ref(request, request.match_info["space_ref"])
     query = c.v1_query(request)
     db = c.state(request).db
+    wanted = c.query_list(request, "reg_identifier")
     registry_ids: list[int] = []
-    for identifier in c.query_list(request, "reg_identifier"):
+    for identifier in wanted:
         registry = await db.run(Catalog.get_registry, space.account, identifier)
         if registry is not None:
             registry_ids.append(registry.id)
-    wanted = c.query_list(request, "reg_identifier")
     if wanted and not registry_ids:
         return _v1_page([], 0, query, "artifacts")
     types = c.package_types(c.query_list(request, "package_type"))
