@@ -8,13 +8,15 @@ Wire mapping:
 - ``put_file``  → ``PUT {pkg}/pkg/{acct}/{reg}/files/{package}/{version}/{path}`` (raw ``/`` between
   segments, as the Go CLI since 329d705), ``Content-Type: application/octet-stream``, an explicit
   ``Content-Length`` (the Go CLI sends chunked; a length lets the server refuse a short body), and
-  ``X-Checksum-Md5/Sha1/Sha256/Sha512``. 200 and 201 are success. ``overwrite`` adds
+  ``X-Checksum-Md5/Sha1/Sha256/Sha512``. 200 and 201 (any 2xx) are success. ``overwrite`` adds
   ``X-Hc-Overwrite: true`` (an hc registry answers 409 to different bytes without it; Harness
   ignores the header).
 - ``stat``      → ``HEAD`` of the same URL: size, ``X-Checksum-*`` digests, the
   ``Content-Disposition`` file name; ``None`` on 404.
 - ``open_read`` → ``GET`` with ``Range`` and ``If-Range: "<sha256>"``; a 200 instead of a 206 means the
-  whole file from byte 0 (``ReadStream.start == 0``).
+  whole file from byte 0 (``ReadStream.start == 0``). Downloads use the same raw-``/`` URL as
+  uploads, as the ar_pkg spec describes the path ("include package/version as path segments");
+  the Go CLI's pull sends it as one ``%2F``-escaped parameter instead (not checked against SaaS).
 - ``list_files`` → ``GET v3 /files?registry_id&version_id`` page by page (names resolved to v3
   UUIDs once, then cached).
 
@@ -24,6 +26,7 @@ is the command's, sized for its concurrency.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -91,8 +94,9 @@ def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
     if not isinstance(block, Mapping):
         return RemoteFeatures()
     return RemoteFeatures(
-        # Upload sessions are not implemented by this client yet: use whole-file PUTs even when a
-        # server offers them (see the module docstring's TODO in the report).
+        # TODO(upload sessions): no server advertises a session protocol yet (hc's says
+        # "uploadSessions": false); when one does, read its parameters here and implement
+        # begin/resume/put_part/commit/abort below. Until then every upload is one PUT.
         upload_sessions=False,
         ranged_reads=block.get("rangeRequests") is not False,
         hc_server=True,
@@ -274,8 +278,9 @@ class HarnessRemote:
         return [_entry(f, package=package, version=version) for f in found.items], found.has_more
 
     async def find_file(self, package: str, version: str, path: str) -> GenericFile | None:
-        """The listing entry of one file (a narrowed listing, so its digests are the server's)."""
-        async for entry in self.list_files(package, version, search_term=path):
+        """The listing entry of one file (a narrowed listing, so its digests are the server's).
+        The search is by base name, which matches whether a server searches names or paths."""
+        async for entry in self.list_files(package, version, search_term=posixpath.basename(path)):
             if entry.path == path:
                 return entry
         return None

@@ -693,11 +693,13 @@ def delete_command(
     )
     preview = run_async(delete(dry_run=True))
     as_table = settings.output_format is OutputFormat.TABLE
+    stop = dry_run or (not preview.success_packages and preview.success == 0)
     if as_table:
         _echo("\n".join(delete_lines(preview)))
-    else:
+    elif stop or not yes:
+        # JSON/YAML: one document per run when --yes goes straight to the deletion
         _echo(render.render_items([preview.to_json()], columns=(), output_format=settings.output_format))
-    if dry_run or (not preview.success_packages and preview.success == 0):
+    if stop:
         return
     if not yes:
         noun = _kind(preview)
