@@ -80,6 +80,9 @@ class PkgPaths:
     """Package endpoints, relative to the pkg base URL."""
 
     generic_files = PKG_PREFIX + "/{account}/{registry}/files/{filepath}"  # PUT GET HEAD DELETE
+    # Resumable upload sessions (an hc extension, see hc.protocol.uploads):
+    uploads = PKG_PREFIX + "/{account}/{registry}/uploads"  # POST
+    upload = PKG_PREFIX + "/{account}/{registry}/uploads/{upload_id}"  # PATCH GET PUT DELETE
 
 
 def generic_file_path(account: str, registry: str, package: str, version: str, relpath: str) -> str:

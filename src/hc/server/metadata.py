@@ -42,6 +42,7 @@ from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 from hc.errors import Conflict, HcError, NotFound, StorageError, TransientError, UsageError
 from hc.protocol.digest import Checksums
+from hc.protocol.uploads import Range, merge_ranges
 
 __all__ = [
     "BlobHooks",
@@ -54,6 +55,7 @@ __all__ = [
     "PutOutcome",
     "RegistryRow",
     "Space",
+    "UploadRow",
     "VersionRow",
     "now_ms",
     "wildcard_regex",
@@ -62,7 +64,8 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
-SCHEMA_VERSION: Final = 1
+#: 2 added upload_sessions (created by the migration: every statement is IF NOT EXISTS)
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -138,6 +141,20 @@ CREATE UNIQUE INDEX IF NOT EXISTS metadata_by_entity_key
     ON metadata (registry_id, IFNULL(package_id, 0), IFNULL(version_id, 0), key);
 CREATE INDEX IF NOT EXISTS metadata_by_package ON metadata (package_id);
 CREATE INDEX IF NOT EXISTS metadata_by_version ON metadata (version_id);
+CREATE TABLE IF NOT EXISTS upload_sessions (
+    id           TEXT PRIMARY KEY,
+    registry_id  INTEGER NOT NULL REFERENCES registries(id) ON DELETE CASCADE,
+    package      TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    path         TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    sha256       TEXT NOT NULL,
+    overwrite    INTEGER NOT NULL DEFAULT 0,
+    received     TEXT NOT NULL DEFAULT '[]',
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS upload_sessions_by_expiry ON upload_sessions (expires_at);
 """
 
 
@@ -268,6 +285,23 @@ class MetadataRow:
     key: str
     value: str
     type: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRow:
+    """A resumable upload session: where the file will go, what it must hash to, what arrived."""
+
+    id: str
+    registry_id: int
+    package: str
+    version: str
+    path: str
+    size: int
+    sha256: str
+    overwrite: bool
+    received: tuple[Range, ...]
+    created_at: int
+    expires_at: int
 
 
 class PutOutcome(Enum):
