@@ -47,16 +47,21 @@ __all__ = [
     "ENV_ORG",
     "ENV_PKG_URL",
     "ENV_PROJECT",
+    "ENV_TO_API_KEY",
     "AuthConfig",
+    "DestinationFlags",
     "GlobalFlags",
     "OutputFormat",
     "Settings",
     "account_from_token",
     "auth_file_path",
+    "contexts_file_path",
     "delete_auth_file",
+    "load_destination",
     "load_settings",
     "normalize_url",
     "read_auth_file",
+    "read_contexts_file",
     "write_auth_file",
 ]
 
@@ -67,6 +72,8 @@ ENV_PKG_URL = "HARNESS_PKG_URL"
 ENV_ORG = "ORG_IDENTIFIER"
 ENV_PROJECT = "PROJECT_IDENTIFIER"
 ENV_HC_HOME = "HC_HOME"
+#: The destination key of a cross-server copy (``--to-token`` would show in ``ps``).
+ENV_TO_API_KEY = "HC_TO_API_KEY"
 
 #: Default of ``hc auth login`` (the Go CLI's default too); commands themselves have no default.
 DEFAULT_API_URL = "https://app.harness.io"
@@ -431,3 +438,127 @@ def _same_url(left: str, right: str) -> bool:
         return normalize_url(left, what="URL") == normalize_url(right, what="URL")
     except ConfigError:
         return False
+
+
+# -- a second server: the destination of a cross-server copy -----------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DestinationFlags:
+    """``hc artifact copy --to-*``: where a cross-server copy writes. All ``None``: same server."""
+
+    context: str | None = None
+    api_url: str | None = None
+    pkg_url: str | None = None
+    token: str | None = field(default=None, repr=False)
+    account: str | None = None
+    org: str | None = None
+    project: str | None = None
+    hc_home: str | None = None
+
+    @property
+    def given(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.context,
+                self.api_url,
+                self.pkg_url,
+                self.token,
+                self.account,
+                self.org,
+                self.project,
+                self.hc_home,
+            )
+        )
+
+
+def contexts_file_path(home: Path) -> Path:
+    """Named servers for ``--to-context``: ``<home>/.harness/contexts.json`` (beside auth.json)."""
+    return home / ".harness" / "contexts.json"
+
+
+def read_contexts_file(path: Path) -> dict[str, AuthConfig]:
+    """``{"contexts": {"<name>": {auth.json fields}}}``. The file holds keys, so it must not be
+    readable by others (mode 0600 or stricter); a looser one is refused, as ssh does."""
+    try:
+        st = path.stat()
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"no contexts file at {path}: create it (mode 0600) to use --to-context") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if os.name == "posix" and st.st_mode & 0o077:
+        raise ConfigError(f"{path} holds API keys but is readable by others: run 'chmod 600 {path}'")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc})") from None
+    contexts = data.get("contexts") if isinstance(data, dict) else None
+    if not isinstance(contexts, dict):
+        raise ConfigError(f'{path}: expected {{"contexts": {{"<name>": {{...}}}}}}')
+    return {
+        str(name): AuthConfig.from_json(value, source=f"{path} context {name!r}")
+        for name, value in contexts.items()
+    }
+
+
+def load_destination(
+    flags: DestinationFlags, *, environ: Mapping[str, str], contexts_file: Path | None, base: Settings
+) -> Settings | None:
+    """The destination ``Settings`` of a cross-server copy, or ``None`` for "the same server".
+
+    Precedence: ``--to-*`` flags > ``HC_TO_API_KEY`` (the key only) > the named context. With
+    ``--to-hc-home DIR`` the destination is the embedded registry stored in DIR. Output settings
+    (format, verbosity, TLS) follow ``base``; nothing else is borrowed from the source, so the
+    source's key never reaches the destination server.
+    """
+    env_token = environ.get(ENV_TO_API_KEY, "").strip() or None
+    if not flags.given and env_token is None:
+        return None
+    common: dict[str, Any] = {
+        "output_format": base.output_format,
+        "verbose": base.verbose,
+        "quiet": base.quiet,
+        "insecure": base.insecure,
+        "ca_bundle": base.ca_bundle,
+    }
+    if flags.hc_home is not None:
+        if flags.api_url or flags.context or flags.token:
+            raise UsageError(
+                "--to-hc-home names an embedded registry: no --to-api-url, --to-context or --to-token"
+            )
+        return Settings(hc_home=Path(flags.hc_home).expanduser(), **common)
+    saved = AuthConfig()
+    if flags.context is not None:
+        if contexts_file is None:
+            raise ConfigError("--to-context needs a contexts file")
+        contexts = read_contexts_file(contexts_file)
+        if flags.context not in contexts:
+            known = ", ".join(sorted(contexts)) or "none"
+            raise ConfigError(f"no context {flags.context!r} in {contexts_file} (known: {known})")
+        saved = contexts[flags.context]
+    api_raw, _ = _first((flags.api_url, "--to-api-url"), (saved.base_url, "context"))
+    if api_raw is None:
+        raise UsageError("a cross-server copy needs the destination: --to-api-url URL or --to-context NAME")
+    api_url = normalize_url(api_raw, what="destination API URL")
+    token, _ = _first((flags.token, "--to-token"), (env_token, ENV_TO_API_KEY), (saved.token, "context"))
+    if token is None:
+        raise ConfigError(
+            f"no key for the destination: set {ENV_TO_API_KEY}, pass --to-token, or use a context"
+        )
+    account, _ = _first((flags.account, "--to-account"), (saved.account_id, "context"))
+    if account is None:
+        account = account_from_token(token)
+    org, _ = _first((flags.org, "--to-org"), (saved.org_id, "context"))
+    project, _ = _first((flags.project, "--to-project"), (saved.project_id, "context"))
+    pkg_raw, _ = _first((flags.pkg_url, "--to-pkg-url"), (saved.registry_url, "context"))
+    pkg_url = (
+        normalize_url(pkg_raw, what="destination package URL", default_scheme="https") if pkg_raw else api_url
+    )
+    for value, kind in ((account, "account"), (org, "org"), (project, "project")):
+        if value is not None:
+            _check_scope(value, kind=kind)
+    return Settings(
+        api_url=api_url, pkg_url=pkg_url, token=token, account=account, org=org, project=project, **common
+    )

@@ -215,6 +215,8 @@ def test_public_names_are_pinned() -> None:
             *("Summary", "TransferConfig", "TransferCoordinator", "TransferManager", "UploadSession"),
             *("job_key", "parse_retry_after", "safe_join", "sanitize_relpath", "validate_sources"),
             *("walk", "walk_async"),
+            # bulk operations: remote-to-remote copy and sharding
+            *("CopyItem", "CopyPair", "Shard", "item_key", "shard_filter"),
         ]
     )
     for name in hc.transfer.__all__:

@@ -102,4 +102,4 @@ async def test_unknown_route_is_a_json_404(api: Api) -> None:
 async def test_system_info_reports_this_servers_url_and_capabilities(api: Api) -> None:
     body = await api.json("GET", f"{V3}/system/info?account_identifier=local")
     assert body["data"]["registryUrl"] == api.base
-    assert body["data"]["hc"]["uploadSessions"] is False
+    assert body["data"]["hc"]["uploadSessions"] is True  # resumable sessions: see test_uploads.py

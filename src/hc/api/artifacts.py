@@ -210,6 +210,51 @@ class ArtifactClient:
                     if not version.package_id or version.package_id == package_id:
                         yield version
 
+    async def iter_packages(
+        self,
+        registry_id: str,
+        *,
+        metadata: Sequence[tuple[str, str]] = (),
+        search_term: str | None = None,
+        page_size: int = LOOKUP_PAGE_SIZE,
+    ) -> AsyncIterator[PackageV3]:
+        """Every package of one registry (``GET v3 /packages?registry_ids``), page by page, one
+        page fetched ahead; ``metadata`` pairs go out as ``metadata=k:v`` (the server filters)."""
+        params = [("registry_ids", registry_id), *(("metadata", f"{k}:{v}") for k, v in metadata)]
+        if search_term:
+            params.append(("search_term", search_term))
+        async for package in self._iter_v3(V3Paths.packages, params, PackageV3.from_json, page_size):
+            yield package
+
+    async def iter_registry_versions(
+        self,
+        registry_id: str,
+        *,
+        package_ids: Sequence[str] = (),
+        metadata: Sequence[tuple[str, str]] = (),
+        search_term: str | None = None,
+        page_size: int = LOOKUP_PAGE_SIZE,
+    ) -> AsyncIterator[VersionV3]:
+        """Every version of one registry (or of ``package_ids`` in it), ``GET v3 /versions``, page
+        by page; ``metadata`` pairs filter on the server (``metadata=k:v``, all must match)."""
+        params = [("registry_ids", registry_id), *(("package_ids", p) for p in package_ids)]
+        params.extend(("metadata", f"{k}:{v}") for k, v in metadata)
+        if search_term:
+            params.append(("search_term", search_term))
+        async for version in self._iter_v3(V3Paths.versions, params, VersionV3.from_json, page_size):
+            yield version
+
+    async def _iter_v3(
+        self, path: str, params: Sequence[tuple[str, str]], item: Callable[[Any], _T], page_size: int
+    ) -> AsyncIterator[_T]:
+        async def fetch(index: int) -> CursorPage[_T]:
+            return await self._v3_page(path, params, item, page=index, size=page_size)
+
+        async with aclosing(iter_cursor_pages(fetch)) as pages:
+            async for page in pages:
+                for found in page.items:
+                    yield found
+
     async def files_page(
         self,
         *,

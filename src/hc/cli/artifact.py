@@ -31,16 +31,18 @@ from hc.cli._artifact_transfer import (
     pull_generic,
     push_generic,
 )
+from hc.cli._bulk import BulkOptions, BulkReport, CopyRequest, TagRequest, copy_versions, tag_metadata
+from hc.cli._bulk_select import Selection, has_wildcards, parse_where
 from hc.cli._group import AliasGroup, global_options, pass_state, prompt_allowed
 from hc.cli._transfer import TransferJob, TransferOptions
 from hc.cli.context import CliState, Notify, open_client, run_async
 from hc.cli.progress import ProgressMode
-from hc.config import OutputFormat, Settings
+from hc.config import DestinationFlags, OutputFormat, Settings, contexts_file_path, load_destination
 from hc.errors import HcError, NotFound, UsageError
 from hc.protocol.identifiers import validate_registry_identifier, validate_version_name
 from hc.protocol.metadata import MetadataPair, parse_metadata
 from hc.protocol.models import BulkDeleteResult
-from hc.transfer import ItemResult, Status
+from hc.transfer import ItemResult, Shard, Status
 
 __all__ = [
     "ARTIFACT_COLUMNS",
@@ -800,70 +802,218 @@ def _pairs_output(pairs: Sequence[MetadataPair], settings: Settings, message: st
     )
 
 
-@metadata_group.command("set")
-@_metadata_target_options
-@_metadata_option
-@global_options()
-@pass_state
-def metadata_set_command(
-    state: CliState,
-    registry: str,
-    package: str,
+def _bulk_options(func: _F) -> _F:
+    """The flags of every bulk command (tagging, copy)."""
+    for decorate in reversed(
+        [
+            click.option(
+                "--concurrency",
+                type=click.IntRange(1, 1024),
+                default=16,
+                show_default=True,
+                help="Requests in flight at once (one limit for the whole job).",
+            ),
+            click.option("--shard", metavar="K/N", help="Do only shard K of N (K is 0-based: 0/4 … 3/4)."),
+            click.option(
+                "--dry-run", is_flag=True, help="Print exactly which targets would change; change nothing."
+            ),
+            click.option(
+                "--results",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Write one JSON line per target (target, status, action, attempts, error).",
+            ),
+            click.option(
+                "--progress",
+                type=click.Choice([m.value for m in ProgressMode]),
+                default=ProgressMode.AUTO.value,
+                show_default=True,
+                help="A status line every few seconds on a terminal (auto), always (plain), or none.",
+            ),
+        ]
+    ):
+        func = decorate(func)
+    return func
+
+
+def _bulk_selectors(func: _F) -> _F:
+    for decorate in reversed(
+        [
+            click.option("--registry", required=True, help="Registry identifier."),
+            click.option("--package", help="Package name or glob (* and ?)."),
+            click.option("--version", help="Version name or glob (default: the package itself)."),
+            click.option("--all-versions", is_flag=True, help="Every version of the matching packages."),
+            click.option(
+                "--where",
+                multiple=True,
+                metavar="K:V",
+                help="Only targets whose metadata has this pair (repeatable; all must match).",
+            ),
+            click.option(
+                "--from",
+                "from_file",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help='Targets as JSON lines: {"package": "...", "version": "..."} (version optional).',
+            ),
+            click.option(
+                "--artifact-key",
+                metavar="K=V[,K2=V2…]",
+                help="Narrow to one artifact of the version (single target).",
+            ),
+        ]
+    ):
+        func = decorate(func)
+    return func
+
+
+def _bulk_wanted(
+    *,
+    package: str | None,
     version: str | None,
+    all_versions: bool,
+    where: Sequence[str],
+    from_file: Path | None,
+    shard: str | None,
+    dry_run: bool,
+    results: Path | None,
+) -> bool:
+    """The single-target form (exact --package, optional --version, no bulk flag) keeps its old
+    behaviour and output; anything else is a bulk job."""
+    return bool(
+        has_wildcards(package or "")
+        or has_wildcards(version or "")
+        or all_versions
+        or where
+        or from_file is not None
+        or shard
+        or dry_run
+        or results is not None
+    )
+
+
+def _run_tagging(
+    state: CliState,
+    *,
+    delete: bool,
+    registry: str,
+    package: str | None,
+    version: str | None,
+    all_versions: bool,
+    where: tuple[str, ...],
+    from_file: Path | None,
     artifact_key: str | None,
     metadata: str,
+    concurrency: int,
+    shard: str | None,
+    dry_run: bool,
+    results: Path | None,
+    progress: str,
 ) -> None:
-    """Add or overwrite metadata pairs on a package or version."""
     settings = state.settings()
-    pairs = run_async(
-        metadata_set(
-            settings,
-            registry=registry,
+    bulk = _bulk_wanted(
+        package=package,
+        version=version,
+        all_versions=all_versions,
+        where=where,
+        from_file=from_file,
+        shard=shard,
+        dry_run=dry_run,
+        results=results,
+    )
+    verb = "delete" if delete else "set"
+    if not bulk:
+        if package is None:
+            raise UsageError(
+                "--package is required (or select targets with --from, --all-versions or --where)"
+            )
+        single = metadata_delete if delete else metadata_set
+        pairs = run_async(
+            single(
+                settings,
+                registry=registry,
+                package=package,
+                version=version,
+                metadata=metadata,
+                artifact_key=parse_artifact_key(artifact_key) or None,
+                notify=state.notice,
+            )
+        )
+        noun = "pair" if len(pairs) == 1 else "pairs"
+        message = (
+            f"Deleted {len(pairs)} metadata {noun} from {_target_text(registry, package, version)}"
+            if delete
+            else f"Set {len(pairs)} metadata {noun} on {_target_text(registry, package, version)}"
+        )
+        _pairs_output(pairs, settings, message)
+        return
+    if artifact_key:
+        raise UsageError("--artifact-key narrows a single target: it does not combine with bulk selectors")
+    if package is None and from_file is None and (all_versions or where):
+        package = "*"
+    pairs = parse_metadata(metadata)
+    request = TagRequest(
+        registry=registry,
+        selection=Selection(
             package=package,
             version=version,
-            metadata=metadata,
-            artifact_key=parse_artifact_key(artifact_key) or None,
-            notify=state.notice,
-        )
+            all_versions=all_versions,
+            where=parse_where(where),
+            from_file=from_file,
+        ),
+        pairs=pairs,
+        delete=delete,
     )
-    noun = "pair" if len(pairs) == 1 else "pairs"
-    _pairs_output(
-        pairs, settings, f"Set {len(pairs)} metadata {noun} on {_target_text(registry, package, version)}"
+    options = BulkOptions(
+        concurrency=concurrency,
+        dry_run=dry_run,
+        results=results,
+        shard=Shard.parse(shard) if shard else None,
+        progress=ProgressMode(progress),
     )
+    shown = ",".join(f"{p.key}:{p.value}" for p in pairs)
+    report = BulkReport(
+        label=f"metadata {verb}",
+        options=options,
+        output_format=settings.output_format,
+        quiet=settings.quiet,
+        verbose=settings.verbose,
+        plan_text=f"would {verb} {shown} {'from' if delete else 'on'}",
+    )
+    details = {"command": f"metadata {verb}", "registry": registry}
+    try:
+        summary = run_async(tag_metadata(settings, request, options, report))
+    except KeyboardInterrupt:
+        raise report.interrupted(details=details) from None
+    finally:
+        report.close()
+    report.finish(summary, details=details)
+
+
+@metadata_group.command("set")
+@_bulk_selectors
+@_metadata_option
+@_bulk_options
+@global_options()
+@pass_state
+def metadata_set_command(state: CliState, **flags: Any) -> None:
+    """Add or overwrite metadata pairs on a package or version, or on many at once.
+
+    \b
+    One target:    --package NAME [--version VERSION]
+    Many targets:  --package GLOB [--version GLOB | --all-versions] [--where K:V]…  or  --from FILE
+    A bulk run is journaled: run it again after an interruption and it skips what it finished.
+    """
+    _run_tagging(state, delete=False, **flags)
 
 
 @metadata_group.command("delete")
-@_metadata_target_options
+@_bulk_selectors
 @_metadata_option
+@_bulk_options
 @global_options()
 @pass_state
-def metadata_delete_command(
-    state: CliState,
-    registry: str,
-    package: str,
-    version: str | None,
-    artifact_key: str | None,
-    metadata: str,
-) -> None:
-    """Delete metadata pairs from a package or version."""
-    settings = state.settings()
-    pairs = run_async(
-        metadata_delete(
-            settings,
-            registry=registry,
-            package=package,
-            version=version,
-            metadata=metadata,
-            artifact_key=parse_artifact_key(artifact_key) or None,
-            notify=state.notice,
-        )
-    )
-    noun = "pair" if len(pairs) == 1 else "pairs"
-    _pairs_output(
-        pairs,
-        settings,
-        f"Deleted {len(pairs)} metadata {noun} from {_target_text(registry, package, version)}",
-    )
+def metadata_delete_command(state: CliState, **flags: Any) -> None:
+    """Delete metadata pairs from a package or version, or from many at once (selectors as for set)."""
+    _run_tagging(state, delete=True, **flags)
 
 
 @artifact_group.command("copy")
@@ -871,30 +1021,134 @@ def metadata_delete_command(
 @click.argument("dest_registry", metavar="DEST_REGISTRY")
 @click.option("--artifact-type", help="Artifact type (e.g. model or dataset for HuggingFace).")
 @click.option("--artifact-key", metavar="K=V[,K2=V2…]", help="Copy only the artifact with this key.")
+@click.option(
+    "--create-registry", is_flag=True, help="Create DEST_REGISTRY (with the source's type) if missing."
+)
+@click.option("--to-context", help="Copy to the server named NAME in ~/.harness/contexts.json.")
+@click.option("--to-api-url", help="Copy to another server: its API URL.")
+@click.option("--to-pkg-url", help="The destination's package URL (default: its API URL).")
+@click.option("--to-token", help="The destination's API key (prefer the HC_TO_API_KEY environment variable).")
+@click.option("--to-account", help="The destination account (default: from its key).")
+@click.option("--to-org", help="The destination organization.")
+@click.option("--to-project", help="The destination project.")
+@click.option(
+    "--to-hc-home",
+    type=click.Path(file_okay=False),
+    help="Copy to the embedded registry stored in this directory.",
+)
+@_bulk_options
 @global_options()
 @pass_state
 def copy_command(
-    state: CliState, source: str, dest_registry: str, artifact_type: str | None, artifact_key: str | None
+    state: CliState,
+    source: str,
+    dest_registry: str,
+    artifact_type: str | None,
+    artifact_key: str | None,
+    create_registry: bool,
+    to_context: str | None,
+    to_api_url: str | None,
+    to_pkg_url: str | None,
+    to_token: str | None,
+    to_account: str | None,
+    to_org: str | None,
+    to_project: str | None,
+    to_hc_home: str | None,
+    concurrency: int,
+    shard: str | None,
+    dry_run: bool,
+    results: Path | None,
+    progress: str,
 ) -> None:
-    """Copy one version to another registry, on the server (no bytes go through this machine)."""
+    """Copy versions to another registry: on the server when both are on one server (no bytes go
+    through this machine), streamed file by file (no disk, verified) to another server.
+
+    \b
+    PACKAGE and VERSION may be globs (* and ?): every matching version is copied.
+    Another server: --to-api-url URL with HC_TO_API_KEY (or --to-token), or --to-context NAME,
+    or --to-hc-home DIR. Package and version metadata are carried over.
+    """
     settings = state.settings()
     parsed = parse_copy_source(source)
-    run_async(
-        copy_artifact(
-            settings,
-            parsed,
-            dest_registry,
-            artifact_type=artifact_type,
-            artifact_key=parse_artifact_key(artifact_key) or None,
-            notify=state.notice,
+    flags = DestinationFlags(
+        context=to_context,
+        api_url=to_api_url,
+        pkg_url=to_pkg_url,
+        token=to_token,
+        account=to_account,
+        org=to_org,
+        project=to_project,
+        hc_home=to_hc_home,
+    )
+    dest = load_destination(
+        flags, environ=state.environ, contexts_file=contexts_file_path(state.home), base=settings
+    )
+    bulk = (
+        dest is not None
+        or create_registry
+        or _bulk_wanted(
+            package=parsed.package,
+            version=parsed.version,
+            all_versions=False,
+            where=(),
+            from_file=None,
+            shard=shard,
+            dry_run=dry_run,
+            results=results,
         )
     )
-    if settings.output_format is OutputFormat.TABLE:
-        if not settings.quiet:
-            _echo(f"✅ Successfully Copied package from  {source} to {dest_registry}")
-    else:
-        document = {
-            "copied": {"registry": parsed.registry, "package": parsed.package, "version": parsed.version},
-            "to": dest_registry,
-        }
-        _echo(render.render_items([document], columns=(), output_format=settings.output_format))
+    if not bulk:
+        run_async(
+            copy_artifact(
+                settings,
+                parsed,
+                dest_registry,
+                artifact_type=artifact_type,
+                artifact_key=parse_artifact_key(artifact_key) or None,
+                notify=state.notice,
+            )
+        )
+        if settings.output_format is OutputFormat.TABLE:
+            if not settings.quiet:
+                _echo(f"✅ Successfully Copied package from  {source} to {dest_registry}")
+        else:
+            document = {
+                "copied": {"registry": parsed.registry, "package": parsed.package, "version": parsed.version},
+                "to": dest_registry,
+            }
+            _echo(render.render_items([document], columns=(), output_format=settings.output_format))
+        return
+    if dest is not None and (artifact_type or artifact_key):
+        raise UsageError("--artifact-type and --artifact-key apply to a copy on one server only")
+    options = BulkOptions(
+        concurrency=concurrency,
+        dry_run=dry_run,
+        results=results,
+        shard=Shard.parse(shard) if shard else None,
+        progress=ProgressMode(progress),
+    )
+    request = CopyRequest(
+        src_registry=parsed.registry,
+        package=parsed.package,
+        version=parsed.version,
+        dest_registry=dest_registry,
+        create_registry=create_registry,
+        artifact_type=artifact_type,
+        artifact_key=parse_artifact_key(artifact_key) or None,
+    )
+    report = BulkReport(
+        label="copy",
+        options=options,
+        output_format=settings.output_format,
+        quiet=settings.quiet,
+        verbose=settings.verbose,
+        plan_text=f"would copy to {dest_registry}:",
+    )
+    details = {"command": "copy", "source": source, "to": dest_registry, "cross_server": dest is not None}
+    try:
+        summary = run_async(copy_versions(settings, dest, request, options, report))
+    except KeyboardInterrupt:
+        raise report.interrupted(details=details) from None
+    finally:
+        report.close()
+    report.finish(summary, details=details)

@@ -17,6 +17,7 @@ from hc.api import RegistryPage
 from hc.cli import render
 from hc.cli._group import AliasGroup, global_options, pass_state, prompt_allowed
 from hc.cli.context import CliState, Notify, open_client, run_async
+from hc.cli.migrate import migrate_command
 from hc.config import OutputFormat, Settings
 from hc.errors import HcError, UsageError
 from hc.protocol.identifiers import validate_registry_identifier
@@ -330,3 +331,6 @@ def metadata_delete_command(state: CliState, registry: str, metadata: str) -> No
     message = f"Deleted {len(pairs)} metadata {noun} from registry {registry!r}"
     if settings.output_format is not OutputFormat.TABLE or not settings.quiet:
         _echo(_render_pairs(pairs, settings.output_format, message))
+
+
+registry_group.add_command(migrate_command)

@@ -8,7 +8,8 @@ Public entry points (everything else is internal):
 - ``hc.server.admin.run_server / create_api_key / fsck`` — what ``hc server ...`` runs
 - ``hc.server.paths.default_data_dir()`` — where the store lives by default
 
-Layout: ``routes/`` holds thin handlers per API (v1, v2, v3, files, accounts); ``metadata`` is the
-only module with SQL; ``blobs`` owns the bytes; ``middlewares`` turns errors into JSON and checks
-keys. The package imports only ``hc.protocol`` and ``hc.errors`` from the rest of hc.
+Layout: ``routes/`` holds thin handlers per API (v1, v2, v3, files, uploads, accounts); ``metadata``
+is the only module with SQL; ``blobs`` owns the bytes; ``uploads`` runs resumable upload sessions
+(wire protocol in ``hc.protocol.uploads``); ``middlewares`` turns errors into JSON and checks keys.
+The package imports only ``hc.protocol`` and ``hc.errors`` from the rest of hc.
 """

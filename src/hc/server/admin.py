@@ -117,4 +117,5 @@ def fsck(data_dir: Path, *, threads: int = 2) -> FsckReport:
                     report.faults.append(f"missing blob {sha256} for file {where}")
         finally:
             db.close()
+            blobs.close()
     return report

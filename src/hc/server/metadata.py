@@ -52,6 +52,7 @@ __all__ = [
     "ListQuery",
     "MetadataRow",
     "PackageRow",
+    "PutFile",
     "PutOutcome",
     "RegistryRow",
     "Space",
@@ -302,6 +303,19 @@ class UploadRow:
     received: tuple[Range, ...]
     created_at: int
     expires_at: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutFile:
+    """One upload waiting for its file row (``Database.put_file`` batches them)."""
+
+    registry_id: int
+    package: str
+    version: str
+    path: str
+    checksums: Checksums
+    overwrite: bool
+    ensure_blob: Callable[[], None]
 
 
 class PutOutcome(Enum):
@@ -916,39 +930,110 @@ class Catalog:
         See ``hc.server.routes.files`` for the re-upload rule this implements. ``ensure_blob`` runs
         inside the write transaction, just before the row is written, to guarantee the bytes exist.
         """
+        with self._write_with_gc() as (conn, orphans):
+            return self._put_file(
+                conn,
+                orphans,
+                registry_id=registry_id,
+                package=package,
+                version=version,
+                path=path,
+                checksums=checksums,
+                overwrite=overwrite,
+                ensure_blob=ensure_blob,
+            )
+
+    def _put_file(
+        self,
+        conn: sqlite3.Connection,
+        orphans: list[str],
+        *,
+        registry_id: int,
+        package: str,
+        version: str,
+        path: str,
+        checksums: Checksums,
+        overwrite: bool,
+        ensure_blob: Callable[[], None],
+        versions: dict[tuple[int, str, str], int] | None = None,
+    ) -> PutOutcome:
+        """One file row. ``versions`` caches version ids already checked and touched in this
+        transaction (a batch of uploads to one version then costs two statements a file)."""
         now = now_ms()
         md5, sha1, sha512 = checksums.md5 or "", checksums.sha1 or "", checksums.sha512 or ""
-        with self._write_with_gc() as (conn, orphans):
+        key = (registry_id, package, version)
+        version_id = None if versions is None else versions.get(key)
+        if version_id is None:
             if conn.execute("SELECT 1 FROM registries WHERE id = ?", (registry_id,)).fetchone() is None:
                 raise NotFound("the registry was deleted during the upload")
             _, version_id = self._upsert_version(conn, registry_id, package, version, now)
-            existing = conn.execute(
-                "SELECT id, sha256 FROM files WHERE version_id = ? AND path = ?", (version_id, path)
-            ).fetchone()
-            if existing is not None:
-                file_id, old_sha256 = existing
-                if old_sha256 == checksums.sha256:
-                    return PutOutcome.UNCHANGED
-                if not overwrite:
-                    raise Conflict(
-                        f"{package}/{version}/{path} already exists with different content "
-                        f"(sha256 {old_sha256}); pass overwrite=true to replace it"
-                    )
-                ensure_blob()
-                conn.execute(
-                    """UPDATE files SET size = ?, sha256 = ?, md5 = ?, sha1 = ?, sha512 = ?, created_at = ?
-                       WHERE id = ?""",
-                    (checksums.size, checksums.sha256, md5, sha1, sha512, now, file_id),
+            if versions is not None:
+                versions[key] = version_id
+        existing = conn.execute(
+            "SELECT id, sha256 FROM files WHERE version_id = ? AND path = ?", (version_id, path)
+        ).fetchone()
+        if existing is not None:
+            file_id, old_sha256 = existing
+            if old_sha256 == checksums.sha256:
+                return PutOutcome.UNCHANGED
+            if not overwrite:
+                raise Conflict(
+                    f"{package}/{version}/{path} already exists with different content "
+                    f"(sha256 {old_sha256}); pass overwrite=true to replace it"
                 )
-                orphans.append(old_sha256)
-                return PutOutcome.REPLACED
             ensure_blob()
             conn.execute(
-                """INSERT INTO files (version_id, path, size, sha256, md5, sha1, sha512, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-                (version_id, path, checksums.size, checksums.sha256, md5, sha1, sha512, now),
+                """UPDATE files SET size = ?, sha256 = ?, md5 = ?, sha1 = ?, sha512 = ?, created_at = ?
+                   WHERE id = ?""",
+                (checksums.size, checksums.sha256, md5, sha1, sha512, now, file_id),
             )
-            return PutOutcome.CREATED
+            orphans.append(old_sha256)
+            return PutOutcome.REPLACED
+        ensure_blob()
+        conn.execute(
+            """INSERT INTO files (version_id, path, size, sha256, md5, sha1, sha512, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            (version_id, path, checksums.size, checksums.sha256, md5, sha1, sha512, now),
+        )
+        return PutOutcome.CREATED
+
+    def put_files(self, items: Sequence[PutFile]) -> list[PutOutcome | Exception]:
+        """Group commit: record several uploads in one write transaction, each in a savepoint so
+        that one refusal (a conflict, a vanished registry, a failed ``ensure_blob``) undoes only
+        its own changes. Returns each item's outcome or the error that refused it; an error of
+        the transaction itself (e.g. the store stays locked) raises for all of them."""
+        results: list[PutOutcome | Exception] = []
+        versions: dict[tuple[int, str, str], int] = {}
+        with self._write_with_gc() as (conn, orphans):
+            for item in items:
+                mark = len(orphans)
+                key = (item.registry_id, item.package, item.version)
+                cached = key in versions
+                conn.execute("SAVEPOINT put_file")
+                try:
+                    outcome = self._put_file(
+                        conn,
+                        orphans,
+                        registry_id=item.registry_id,
+                        package=item.package,
+                        version=item.version,
+                        path=item.path,
+                        checksums=item.checksums,
+                        overwrite=item.overwrite,
+                        ensure_blob=item.ensure_blob,
+                        versions=versions,
+                    )
+                except (HcError, OSError) as exc:
+                    conn.execute("ROLLBACK TO put_file")
+                    conn.execute("RELEASE put_file")
+                    del orphans[mark:]
+                    if not cached:  # its upsert was rolled back: the id may not exist any more
+                        versions.pop(key, None)
+                    results.append(exc)
+                    continue
+                conn.execute("RELEASE put_file")
+                results.append(outcome)
+        return results
 
     def delete_file(self, registry_id: int, package: str, version: str, path: str) -> bool:
         with self._write_with_gc() as (conn, orphans):
@@ -978,6 +1063,124 @@ class Catalog:
         so that no delete in another process is half-way while it settles the trash)."""
         with self._write():
             return fn(self._referenced)
+
+    # -------------------------------------------------------------------------- upload sessions
+
+    _UPLOAD_COLUMNS: Final = """id, registry_id, package, version, path, size, sha256, overwrite, received,
+                                created_at, expires_at"""
+
+    @staticmethod
+    def _upload_from(row: Sequence[Any]) -> UploadRow:
+        return UploadRow(
+            id=row[0],
+            registry_id=row[1],
+            package=row[2],
+            version=row[3],
+            path=row[4],
+            size=row[5],
+            sha256=row[6],
+            overwrite=bool(row[7]),
+            received=merge_ranges(tuple(r) for r in json.loads(row[8])),
+            created_at=row[9],
+            expires_at=row[10],
+        )
+
+    def create_upload(
+        self,
+        *,
+        upload_id: str,
+        registry_id: int,
+        package: str,
+        version: str,
+        path: str,
+        size: int,
+        sha256: str,
+        overwrite: bool,
+        expires_at: int,
+    ) -> UploadRow:
+        with self._write() as conn:
+            row = conn.execute(
+                f"""INSERT INTO upload_sessions (id, registry_id, package, version, path, size, sha256,
+                        overwrite, received, created_at, expires_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?) RETURNING {self._UPLOAD_COLUMNS}""",
+                (
+                    upload_id,
+                    registry_id,
+                    package,
+                    version,
+                    path,
+                    size,
+                    sha256,
+                    int(overwrite),
+                    now_ms(),
+                    expires_at,
+                ),
+            ).fetchone()
+        return self._upload_from(row)
+
+    def get_upload(self, upload_id: str) -> UploadRow | None:
+        row = self._conn.execute(
+            f"SELECT {self._UPLOAD_COLUMNS} FROM upload_sessions WHERE id = ?", (upload_id,)
+        ).fetchone()
+        return None if row is None else self._upload_from(row)
+
+    def record_upload_ranges(
+        self, upload_id: str, ranges: Sequence[Range], expires_at: int
+    ) -> UploadRow | None:
+        """Add ``ranges`` to what the session received (merged inside the transaction, so parts
+        recorded concurrently, even by another process, are all kept) and extend its life."""
+        with self._write() as conn:
+            row = conn.execute("SELECT received FROM upload_sessions WHERE id = ?", (upload_id,)).fetchone()
+            if row is None:
+                return None
+            merged = merge_ranges([*(tuple(r) for r in json.loads(row[0])), *ranges])
+            updated = conn.execute(
+                f"""UPDATE upload_sessions SET received = ?, expires_at = MAX(expires_at, ?) WHERE id = ?
+                    RETURNING {self._UPLOAD_COLUMNS}""",
+                (json.dumps([list(r) for r in merged]), expires_at, upload_id),
+            ).fetchone()
+        return self._upload_from(updated)
+
+    def delete_upload(self, upload_id: str) -> bool:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM upload_sessions WHERE id = ?", (upload_id,)).rowcount > 0
+
+    def commit_upload(
+        self, upload_id: str, *, checksums: Checksums, overwrite: bool, ensure_blob: Callable[[], None]
+    ) -> PutOutcome:
+        """Record the session's file (the re-upload rule of ``put_file``) and end the session, in
+        one transaction: a crash leaves either the session (the client commits again) or the file."""
+        with self._write_with_gc() as (conn, orphans):
+            row = conn.execute(
+                f"SELECT {self._UPLOAD_COLUMNS} FROM upload_sessions WHERE id = ?", (upload_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"upload session {upload_id!r} not found (committed, aborted or expired)")
+            session = self._upload_from(row)
+            outcome = self._put_file(
+                conn,
+                orphans,
+                registry_id=session.registry_id,
+                package=session.package,
+                version=session.version,
+                path=session.path,
+                checksums=checksums,
+                overwrite=overwrite or session.overwrite,
+                ensure_blob=ensure_blob,
+            )
+            conn.execute("DELETE FROM upload_sessions WHERE id = ?", (upload_id,))
+            return outcome
+
+    def expire_uploads(self, now: int) -> list[str]:
+        """Delete the sessions that expired before ``now``; their ids (the caller removes the bytes)."""
+        with self._write() as conn:
+            return [
+                str(r[0])
+                for r in conn.execute("DELETE FROM upload_sessions WHERE expires_at < ? RETURNING id", (now,))
+            ]
+
+    def upload_ids(self) -> set[str]:
+        return {str(r[0]) for r in self._conn.execute("SELECT id FROM upload_sessions")}
 
     # --------------------------------------------------------------------------------- metadata
 
@@ -1138,6 +1341,9 @@ class Catalog:
 
 # ---------------------------------------------------------------------------------- async facade
 
+#: At most this many uploads share one transaction (bounds the latency of the first in a burst).
+_MAX_GROUP: Final = 256
+
 
 def _translate(exc: sqlite3.Error) -> HcError:
     text = str(exc)
@@ -1152,6 +1358,8 @@ class Database:
     """Runs Catalog calls on one dedicated thread that owns the SQLite connection."""
 
     def __init__(self, path: Path, *, blob_hooks: BlobHooks | None = None) -> None:
+        self._puts: list[tuple[PutFile, asyncio.Future[PutOutcome]]] = []
+        self._put_flusher: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hc-sqlite")
         try:
             self._catalog = self._executor.submit(self._open, path, blob_hooks).result()
@@ -1175,6 +1383,42 @@ class Database:
     async def run(self, fn: Callable[Concatenate[Catalog, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(self._call, fn, *args, **kwargs))
+
+    async def put_file(self, item: PutFile) -> PutOutcome:
+        """Record an upload's file row, sharing one transaction with every other upload that is
+        ready meanwhile (group commit): while the SQLite thread commits one batch, the next one
+        gathers. A lone upload pays one transaction, as with ``run``; a burst of small uploads
+        pays one per batch instead of one each."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[PutOutcome] = loop.create_future()
+        self._puts.append((item, waiter))
+        if self._put_flusher is None or self._put_flusher.done():
+            self._put_flusher = loop.create_task(self._flush_puts())
+        return await waiter
+
+    async def _flush_puts(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._puts:
+            batch, self._puts = self._puts[:_MAX_GROUP], self._puts[_MAX_GROUP:]
+            items = [item for item, _ in batch]
+            try:
+                results: list[PutOutcome | Exception] = await loop.run_in_executor(
+                    self._executor, functools.partial(self._call, Catalog.put_files, items)
+                )
+            except BaseException as exc:
+                for _, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, waiter), result in zip(batch, results, strict=True):
+                if waiter.done():
+                    continue
+                if isinstance(result, Exception):
+                    waiter.set_exception(result)
+                else:
+                    waiter.set_result(result)
 
     def run_sync(self, fn: Callable[Concatenate[Catalog, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Blocking variant for command-line tools (fsck, token create) outside any event loop."""

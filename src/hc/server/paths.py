@@ -11,6 +11,8 @@ DATA_DIR/
   registry.db (+ -wal, -shm)   SQLite metadata (WAL)
   blobs/sha256/ab/<hex>         content-addressed file bodies, immutable once renamed in
   tmp/                          in-flight uploads; never read as data, swept when their writer is gone
+  uploads/<id>.data             resumable upload sessions' bytes (preallocated, written at offsets);
+                                removed on commit/abort/expiry, swept when no session row names them
   local-credentials.json        the "local" account's API key (0600), for the in-process client
 ```
 """
@@ -53,10 +55,14 @@ class StoreLayout:
         return self.root / "tmp"
 
     @property
+    def uploads(self) -> Path:
+        return self.root / "uploads"
+
+    @property
     def credentials(self) -> Path:
         return self.root / "local-credentials.json"
 
     def create(self) -> None:
         """Create the folders (0700: the store holds hashed keys and private artifacts)."""
-        for folder in (self.root, self.blobs, self.tmp):
+        for folder in (self.root, self.blobs, self.tmp, self.uploads):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)

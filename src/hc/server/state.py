@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from .auth import TokenCache
-from .blobs import BlobStore, DurabilityBarrier
+from .blobs import BlobStore, SmallBlobs
 from .metadata import Database, RegistryRow
 from .paths import StoreLayout
+from .uploads import UploadSessions
 
 __all__ = ["ACCOUNT", "STATE", "ServerState"]
 
@@ -23,8 +24,10 @@ class ServerState:
     db: Database
     blobs: BlobStore
     executor: ThreadPoolExecutor
-    #: group commit for small uploads; None where syncfs is missing (each upload fsyncs itself)
-    barrier: DurabilityBarrier | None = None
+    #: resumable upload sessions (POST/PATCH/PUT …/uploads)
+    uploads: UploadSessions
+    #: group writer (one hop, one flush per batch) for bodies up to blobs.SMALL_BODY
+    small_blobs: SmallBlobs
     tokens: TokenCache = field(default_factory=TokenCache)
     #: (account, identifier) → (registry, expiry): the files endpoints look a registry up on every
     #: request; a stale entry is harmless because the upload's transaction re-checks the registry.

@@ -23,6 +23,8 @@ from hc.transfer.pacer import parse_retry_after
 from hc.transfer.remote import (
     ByteSource,
     Capabilities,
+    CopyItem,
+    CopyPair,
     FileEntry,
     FileLocation,
     FileRef,
@@ -35,6 +37,7 @@ from hc.transfer.remote import (
 )
 from hc.transfer.results import ItemResult, Status, Summary
 from hc.transfer.sanitize import safe_join, sanitize_relpath
+from hc.transfer.shard import Shard, item_key, shard_filter
 from hc.transfer.walk import LocalItem, SkippedEntry, validate_sources, walk, walk_async
 
 __all__ = [
@@ -42,6 +45,8 @@ __all__ = [
     "ByteSource",
     "BytesMoved",
     "Capabilities",
+    "CopyItem",
+    "CopyPair",
     "Event",
     "FileEntry",
     "FileLocation",
@@ -59,6 +64,7 @@ __all__ = [
     "RemoteCapabilities",
     "RemoteFile",
     "SessionState",
+    "Shard",
     "SkippedEntry",
     "Stats",
     "Status",
@@ -67,10 +73,12 @@ __all__ = [
     "TransferCoordinator",
     "TransferManager",
     "UploadSession",
+    "item_key",
     "job_key",
     "parse_retry_after",
     "safe_join",
     "sanitize_relpath",
+    "shard_filter",
     "validate_sources",
     "walk",
     "walk_async",

@@ -26,6 +26,7 @@ import logging
 import os
 import random
 import stat
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,7 @@ from hc.transfer.plan import (
     remaining_download,
     remaining_upload,
 )
-from hc.transfer.remote import FileEntry, FileRef, Remote, SessionState
+from hc.transfer.remote import CopyPair, FileEntry, FileLocation, FileRef, Remote, RemoteFile, SessionState
 from hc.transfer.results import Status, Summary
 from hc.transfer.sanitize import safe_join, sanitize_relpath
 from hc.transfer.walk import LocalItem
@@ -116,6 +117,10 @@ def _integrity_is_final(exc: BaseException) -> Decision:
     return decision
 
 
+def _location_text(location: FileLocation) -> str:
+    return f"{location.package}/{location.version}/{location.path}"
+
+
 def _received(session: SessionState) -> list[tuple[int, int]]:
     return list(session.received) if session.received else [(0, session.offset)]
 
@@ -158,6 +163,144 @@ class _Job:
     target: Callable[[FileEntry], str] | None = None
     index: DestinationIndex | None = None
     index_ready: anyio.Event | None = None
+    #: copy: where the bytes come from, and the destination listings loaded so far
+    source: Remote | None = None
+    indexes: _IndexCache | None = None
+    verify_destination: bool = False
+
+
+#: Destination listings a copy keeps at once (one per version being copied; items arrive grouped
+#: by version, so a handful is enough, and the bound keeps memory flat over millions of versions).
+_MAX_INDEXES: Final = 64
+
+
+class _IndexCache:
+    """One destination listing per version, loaded once by the first item of that version that
+    needs it (the others wait for it), least recently used evicted."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[str, str], tuple[anyio.Event, list[DestinationIndex]]] = (
+            OrderedDict()
+        )
+
+    async def get(
+        self, key: tuple[str, str], load: Callable[[], Awaitable[DestinationIndex]]
+    ) -> DestinationIndex:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            ready, holder = found
+            await ready.wait()
+            if holder:
+                return holder[0]
+            # The loader failed; this item tries again (and fails or succeeds on its own).
+        ready, holder = anyio.Event(), []
+        self._entries[key] = (ready, holder)
+        while len(self._entries) > _MAX_INDEXES:
+            self._entries.popitem(last=False)
+        try:
+            holder.append(await load())
+        except BaseException:
+            if self._entries.get(key) == (ready, holder):
+                del self._entries[key]
+            raise
+        finally:
+            ready.set()
+        return holder[0]
+
+
+class _StreamedSource:
+    """A ``ByteSource`` whose bytes are a download from the source registry: every ``open()`` is a
+    new GET, read chunk by chunk as the upload consumes it (no disk, one chunk in memory).
+
+    The bytes are hashed on the way through and checked against the source listing *before the
+    last chunk is handed over*, so a corrupt stream makes the upload fail short instead of
+    completing with wrong content. ``failure`` keeps the error raised inside the body, because an
+    HTTP client may report it as a broken request instead.
+    """
+
+    __slots__ = ("_hashers", "_remote", "_stall", "entry", "failure", "label")
+
+    def __init__(
+        self,
+        remote: Remote,
+        entry: FileEntry,
+        *,
+        label: str,
+        stall_timeout: float,
+        hashers: anyio.CapacityLimiter,
+    ) -> None:
+        self._remote = remote
+        self.entry = entry
+        self.label = label
+        self._stall = stall_timeout
+        self._hashers = hashers
+        self.failure: BaseException | None = None
+
+    @property
+    def size(self) -> int:
+        return self.entry.size
+
+    async def open(self) -> AsyncIterator[bytes]:
+        self.failure = None
+        try:
+            async for chunk in self._chunks():
+                yield chunk
+        except Exception as exc:
+            self.failure = exc
+            raise
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        entry, size = self.entry, self.entry.size
+        algorithms = TransferManager._wanted_algorithms(entry)
+        hasher = MultiHasher(algorithms)
+        received = 0
+        async with self._remote.open_read(entry) as stream:
+            if stream.total_size is not None and stream.total_size != size:
+                raise IntegrityError(
+                    f"{self.label}: the source changed ({stream.total_size} bytes, listed as {size})"
+                )
+            chunks = aiter(stream)
+            while True:
+                with anyio.fail_after(self._stall):
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    break
+                received += len(chunk)
+                if received > size:
+                    raise IntegrityError(f"{self.label}: the source sent more than the {size} bytes listed")
+                if len(chunk) >= _THREAD_HASH_MIN:
+                    await anyio.to_thread.run_sync(hasher.update, chunk, limiter=self._hashers)
+                else:
+                    hasher.update(chunk)
+                if received == size:
+                    TransferManager._verify(self.label, entry, hasher.result())
+                yield chunk
+        if received < size:
+            raise TransientError(
+                f"{self.label}: the source download ended early at byte {received} of {size}"
+            )
+        if size == 0:
+            TransferManager._verify(self.label, entry, hasher.result())
+
+
+#: Chunks at least this big are hashed on a worker thread (the loop keeps moving other streams).
+_THREAD_HASH_MIN: Final = 128 * 1024
+
+
+def _source_checksums(entry: FileEntry) -> Checksums | None:
+    """What the upload declares (``X-Checksum-*``): the source listing's digests."""
+    if not entry.sha256:
+        return None
+    return Checksums(
+        size=entry.size,
+        sha256=entry.sha256.strip().lower(),
+        md5=entry.md5.strip().lower() if entry.md5 else None,
+        sha1=entry.sha1.strip().lower() if entry.sha1 else None,
+        sha512=entry.sha512.strip().lower() if entry.sha512 else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +408,48 @@ class TransferManager:
         name_of = job.target
         assert name_of is not None
         return await self._run(job, items, describe=lambda e: (name_of(e), e.size), handle=self._pull_one)
+
+    async def copy(
+        self,
+        source: Remote,
+        items: AsyncIterable[CopyPair] | Iterable[CopyPair],
+        *,
+        verify_destination: bool = False,
+    ) -> Summary:
+        """Copy files from ``source`` to this manager's remote (the destination), streaming each
+        download straight into its upload: no local disk, about one chunk per stream in memory.
+
+        Per item (``item.source`` = the source listing's entry, ``item.destination`` = where it goes):
+
+        - skip when the destination already holds identical content (one destination listing per
+          version, loaded lazily and shared by that version's items; ``overwrite`` turns this off);
+        - upload with ``X-Checksum-*`` = the source listing's digests, so the destination checks
+          what it computed against the source (an hc registry and Harness refuse a mismatch); the
+          bytes are also hashed on the way through and the upload is broken off before its last
+          chunk if they differ from the listing. A source entry without a sha256 is read once to
+          compute it first. ``verify_destination`` adds a HEAD after each upload and compares the
+          destination's size and sha256 (for servers that may not check the headers);
+        - retries: a request is retried by the pacer (Retry-After honoured, one gate for the job);
+          an integrity failure restarts the item from byte 0, up to ``max_attempts`` times;
+        - journal: ``mark_done`` / ``mark_failed`` under the destination path
+          (``package/version/path``); results and bytes go to ``accounting``;
+        - one request token per item in flight (its GET and PUT run together), under the manager's
+          single ``concurrency`` limit; ``dry_run`` reports ``planned`` items and changes nothing.
+
+        Returns the job's ``Summary``; a failed item does not stop the others.
+        """
+        job = _Job(
+            journal=self._journal or Journal.in_memory(),
+            source=source,
+            indexes=_IndexCache(),
+            verify_destination=verify_destination,
+        )
+        return await self._run(
+            job,
+            items,
+            describe=lambda item: (_location_text(item.destination), item.source.size),
+            handle=self._copy_one,
+        )
 
     async def listing(self, package: str, version: str) -> AsyncIterator[FileEntry]:
         """``remote.list_files`` made resilient: a listing broken off by a transient error restarts
@@ -718,6 +903,155 @@ class TransferManager:
                 coordinator,
                 lambda: self._remote.put_part(ref, session, offset=part.start, source=source),  # noqa: B023
                 on_rewind=lambda: tracker.add(-source.take_attempt_bytes()),  # noqa: B023
+            )
+
+    # --- copy ---------------------------------------------------------------------------------
+
+    async def _destination_index(self, job: _Job, package: str, version: str) -> DestinationIndex:
+        assert job.indexes is not None
+
+        async def fetch() -> DestinationIndex:
+            index = DestinationIndex()
+            try:
+                async for entry in self._remote.list_files(package, version):
+                    index.add(entry.path, entry)
+            except NotFound:
+                pass
+            return index
+
+        return await job.indexes.get(
+            (package, version),
+            lambda: call_with_retries(fetch, self._policy, gate=self._gate, draw=self._draw),
+        )
+
+    async def _copy_one(self, job: _Job, item: CopyPair) -> None:
+        config = self._config
+        entry, where = item.source, item.destination
+        label = _location_text(where)
+        coordinator = self._coordinator(label, entry.size)
+        action = "copy"
+        try:
+            if not config.overwrite:
+                index = await self._destination_index(job, where.package, where.version)
+                if compare(entry, index.get(where.path)) is Verdict.IDENTICAL:
+                    coordinator.finish(Status.SKIPPED, action="identical", sha256=entry.sha256)
+                    return
+            if config.dry_run:
+                coordinator.finish(Status.PLANNED, action=action, sha256=entry.sha256)
+                return
+            coordinator.start()
+            job.journal.begin(label, fingerprint=self._fingerprint(entry), size=entry.size)
+            sha256 = await self._copy_bytes(job, coordinator, entry, where, label)
+            job.journal.mark_done(label, sha256=sha256)
+            coordinator.finish(Status.DONE, action=action, sha256=sha256)
+        except Exception as exc:
+            if not config.dry_run:
+                job.journal.mark_failed(label, _describe(exc))
+            await self._finish_with_error(coordinator, exc, action=action, local_path=None)
+            if not _is_item_error(exc):
+                raise
+        except BaseException:
+            if not coordinator.done:
+                coordinator.cancel(action=action)
+            raise
+
+    async def _hash_source(
+        self, coordinator: TransferCoordinator, source: Remote, entry: FileEntry, label: str
+    ) -> FileEntry:
+        """Read a source file once to learn its sha256 (its listing gave none)."""
+        streamed = _StreamedSource(
+            source, entry, label=label, stall_timeout=self._config.stall_timeout, hashers=self._hashers
+        )
+
+        async def read_all() -> Checksums:
+            hasher = MultiHasher(("sha256",))  # a fresh one per attempt
+            async for chunk in streamed.open():
+                hasher.update(chunk)
+            return hasher.result()
+
+        digests = await self._call(coordinator, read_all)
+        return RemoteFile(
+            package=entry.package,
+            version=entry.version,
+            path=entry.path,
+            size=entry.size,
+            sha256=digests.sha256,
+            md5=entry.md5,
+            sha1=entry.sha1,
+            sha512=entry.sha512,
+        )
+
+    async def _copy_bytes(
+        self, job: _Job, coordinator: TransferCoordinator, entry: FileEntry, where: FileLocation, label: str
+    ) -> str:
+        source = job.source
+        assert source is not None
+        tracker = _ItemBytes(self.accounting, coordinator.path, entry.size)
+        self.accounting.started(coordinator.path, entry.size)
+        attempt = 0
+        while True:
+            attempt += 1
+            coordinator.attempts += 1
+            try:
+                if not entry.sha256:
+                    entry = await self._hash_source(coordinator, source, entry, label)
+                sha256 = await self._copy_attempt(coordinator, source, entry, where, label, tracker)
+                if job.verify_destination:
+                    await self._verify_destination(coordinator, entry, where, label)
+                return sha256
+            except IntegrityError as exc:
+                tracker.rewind_all()
+                if attempt >= self._policy.max_attempts:
+                    raise
+                self.accounting.retried(coordinator.path, attempt=attempt, delay=0.0, error=exc)
+
+    async def _copy_attempt(
+        self,
+        coordinator: TransferCoordinator,
+        source: Remote,
+        entry: FileEntry,
+        where: FileLocation,
+        label: str,
+        tracker: _ItemBytes,
+    ) -> str:
+        """One streamed GET → PUT (with request-level retries, each a fresh GET)."""
+        checksums = _source_checksums(entry)
+        assert checksums is not None
+        streamed = _StreamedSource(
+            source, entry, label=label, stall_timeout=self._config.stall_timeout, hashers=self._hashers
+        )
+        counted = CountingSource(streamed, tracker.add)
+
+        async def put() -> None:
+            try:
+                await self._remote.put_file(
+                    where, counted, checksums=checksums, overwrite=self._config.overwrite
+                )
+            except Exception as exc:
+                # The body's own error (the source broke or lied) explains the failure better
+                # than the half-sent request it caused.
+                failure = streamed.failure
+                if failure is not None and failure is not exc:
+                    raise failure from exc
+                raise
+
+        await self._call(coordinator, put, on_rewind=lambda: tracker.add(-counted.take_attempt_bytes()))
+        return checksums.sha256
+
+    async def _verify_destination(
+        self, coordinator: TransferCoordinator, entry: FileEntry, where: FileLocation, label: str
+    ) -> None:
+        found = await self._call(coordinator, lambda: self._remote.stat(where))
+        if found is None:
+            raise IntegrityError(f"{label}: the destination does not show the file after the upload")
+        if found.size != entry.size:
+            raise IntegrityError(
+                f"{label}: the destination holds {found.size} bytes, the source {entry.size}"
+            )
+        want = (entry.sha256 or "").lower()
+        if found.sha256 and want and found.sha256.lower() != want:
+            raise IntegrityError(
+                f"{label}: sha256 mismatch at the destination ({found.sha256}, expected {want})"
             )
 
     # --- pull ---------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ from hc.protocol.digest import Checksums
 __all__ = [
     "ByteSource",
     "Capabilities",
+    "CopyItem",
+    "CopyPair",
     "FileEntry",
     "FileLocation",
     "FileRef",
@@ -75,6 +77,16 @@ class FileEntry(FileLocation, Protocol):
     def sha1(self) -> str | None: ...
     @property
     def sha512(self) -> str | None: ...
+
+
+class CopyPair(Protocol):
+    """One file of a copy: the source's listing entry (size and digests, trusted as the reference)
+    and where it goes on the destination."""
+
+    @property
+    def source(self) -> FileEntry: ...
+    @property
+    def destination(self) -> FileLocation: ...
 
 
 class SessionState(Protocol):
@@ -221,6 +233,28 @@ class RemoteFile:
 
     def __str__(self) -> str:
         return f"{self.package}/{self.version}/{self.path}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CopyItem:
+    """What ``TransferManager.copy`` takes per file (any object with the same two attributes will do).
+
+    ``source`` is the entry as the *source* listing gave it: its sha256 (or md5) is what the bytes
+    are checked against on the way through and what the destination must compute.
+    """
+
+    source: FileEntry
+    destination: FileRef
+
+    @classmethod
+    def same_place(cls, entry: FileEntry) -> CopyItem:
+        """Copy to the same package/version/path on the destination."""
+        return cls(
+            source=entry, destination=FileRef(package=entry.package, version=entry.version, path=entry.path)
+        )
+
+    def __str__(self) -> str:
+        return str(self.destination)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

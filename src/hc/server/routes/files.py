@@ -32,6 +32,7 @@ import functools
 import os
 import posixpath
 import re
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import Final
 from urllib.parse import quote
@@ -40,7 +41,7 @@ from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from hc.errors import IntegrityError, NotFound, StorageError, UsageError
-from hc.protocol.digest import CHECKSUM_HEADERS
+from hc.protocol.digest import CHECKSUM_HEADERS, Checksums
 from hc.protocol.identifiers import validate_relative_path, validate_version_name
 from hc.protocol.models import GENERIC_FILE_TYPES
 from hc.protocol.ranges import (
@@ -52,8 +53,8 @@ from hc.protocol.ranges import (
 )
 from hc.protocol.routes import PKG_PREFIX
 
-from ..blobs import SMALL_BODY
-from ..metadata import Catalog, FileRow, PutOutcome, RegistryRow
+from ..blobs import SMALL_BODY, BlobWriter
+from ..metadata import Catalog, FileRow, PutFile, PutOutcome, RegistryRow
 from ..middlewares import require_account
 from . import _common as c
 
@@ -66,7 +67,8 @@ _HEX: Final = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
 _HEX_RE: Final = re.compile(r"^[0-9a-fA-F]+$")
 
 
-async def _generic_registry(request: web.Request) -> RegistryRow:
+async def generic_registry(request: web.Request) -> RegistryRow:
+    """The GENERIC or RAW registry the path names, after checking the key's account."""
     account = require_account(request, request.match_info["account"])
     registry = await c.cached_registry(request, account, request.match_info["registry"])
     if registry.package_type not in GENERIC_FILE_TYPES:
@@ -90,70 +92,22 @@ def locate(registry: RegistryRow, filepath: str) -> tuple[str, str, str]:
     return package, version, validate_relative_path(path)
 
 
-def _expected_checksums(request: web.Request) -> dict[str, str]:
-    expected = {}
-    for algorithm, header in CHECKSUM_HEADERS.items():
-        value = request.headers.get(header)
-        if value is None or value.strip() == "":
-            continue
-        value = value.strip()
-        if len(value) != _HEX[algorithm] or not _HEX_RE.match(value):
-            raise UsageError(f"malformed {header} header: expected {_HEX[algorithm]} hex characters")
-        expected[algorithm] = value.lower()
-    return expected
+def check_target(registry: RegistryRow, package: str, version: str, path: str) -> tuple[str, str, str]:
+    """(package, version, path) of a file named by its parts (upload sessions), checked like the
+    files endpoint checks a path; a RAW registry ignores package and version."""
+    if registry.package_type == "RAW":
+        return c.RAW_PACKAGE, c.RAW_VERSION, validate_relative_path(path)
+    if not package or not version:
+        raise UsageError("a file of a GENERIC registry needs a package and a version")
+    validate_version_name(package)
+    validate_version_name(version)
+    return package, version, validate_relative_path(path)
 
 
-def _overwrite_requested(request: web.Request) -> bool:
-    header = request.headers.get("X-Hc-Overwrite", "").strip().lower()
-    return c.query_bool(request, "overwrite") or header in ("true", "1", "yes")
-
-
-@routes.put(FILES)
-async def put_file(request: web.Request) -> web.Response:
-    registry = await _generic_registry(request)
-    package, version, path = locate(registry, request.match_info["filepath"])
-    expected = _expected_checksums(request)
-    overwrite = _overwrite_requested(request)
-    st = c.state(request)
-    length = request.content_length
-    writer = st.blobs.open_writer()
-    try:
-        try:
-            if length is not None and length <= SMALL_BODY:
-                data = await request.content.readexactly(length) if length else b""
-                loop = asyncio.get_running_loop()
-                checksums = await loop.run_in_executor(
-                    st.executor,
-                    functools.partial(
-                        writer.finish_small,
-                        data,
-                        expected_size=length,
-                        expected=expected,
-                        sync=st.barrier is None,
-                    ),
-                )
-                if st.barrier is not None:
-                    await st.barrier.wait()
-            else:
-                async for chunk in request.content.iter_any():
-                    await writer.write(chunk)
-                checksums = await writer.finish(expected_size=length, expected=expected)
-        except (asyncio.IncompleteReadError, ClientPayloadError, HttpProcessingError, ConnectionError) as exc:
-            raise IntegrityError(f"the request body ended early ({exc}); nothing was stored") from exc
-        except OSError as exc:  # disk full, permissions, I/O error: say so instead of a bare 500
-            raise StorageError(f"cannot store the upload: {exc.strerror or exc}") from exc
-        outcome = await st.db.run(
-            Catalog.put_file,
-            registry_id=registry.id,
-            package=package,
-            version=version,
-            path=path,
-            checksums=checksums,
-            overwrite=overwrite,
-            ensure_blob=writer.ensure_blob,
-        )
-    finally:
-        await writer.aclose()
+def put_result(
+    registry: RegistryRow, package: str, version: str, path: str, checksums: Checksums, outcome: PutOutcome
+) -> web.Response:
+    """The answer to a stored file: 201 when the path is new, 200 otherwise."""
     data_out = {
         "registry": registry.identifier,
         "package": package,
@@ -169,8 +123,70 @@ async def put_file(request: web.Request) -> web.Response:
     return c.ok(data_out, status=201 if outcome is PutOutcome.CREATED else 200)
 
 
+def _expected_checksums(request: web.Request) -> dict[str, str]:
+    expected = {}
+    for algorithm, header in CHECKSUM_HEADERS.items():
+        value = request.headers.get(header)
+        if value is None or value.strip() == "":
+            continue
+        value = value.strip()
+        if len(value) != _HEX[algorithm] or not _HEX_RE.match(value):
+            raise UsageError(f"malformed {header} header: expected {_HEX[algorithm]} hex characters")
+        expected[algorithm] = value.lower()
+    return expected
+
+
+def overwrite_requested(request: web.Request) -> bool:
+    header = request.headers.get("X-Hc-Overwrite", "").strip().lower()
+    return c.query_bool(request, "overwrite") or header in ("true", "1", "yes")
+
+
+@routes.put(FILES)
+async def put_file(request: web.Request) -> web.Response:
+    registry = await generic_registry(request)
+    package, version, path = locate(registry, request.match_info["filepath"])
+    expected = _expected_checksums(request)
+    overwrite = overwrite_requested(request)
+    st = c.state(request)
+    length = request.content_length
+    writer: BlobWriter | None = None
+    ensure_blob: Callable[[], None]
+    try:
+        try:
+            if length is not None and length <= SMALL_BODY:
+                data = await request.content.readexactly(length) if length else b""
+                checksums = await st.small_blobs.store(data, expected_size=length, expected=expected)
+                # Re-written (fsynced) inside the row's transaction if a delete removed it meanwhile.
+                ensure_blob = functools.partial(st.blobs.write_small, data, checksums.sha256, sync=True)
+            else:
+                writer = st.blobs.open_writer()
+                async for chunk in request.content.iter_any():
+                    await writer.write(chunk)
+                checksums = await writer.finish(expected_size=length, expected=expected)
+                ensure_blob = writer.ensure_blob
+        except (asyncio.IncompleteReadError, ClientPayloadError, HttpProcessingError, ConnectionError) as exc:
+            raise IntegrityError(f"the request body ended early ({exc}); nothing was stored") from exc
+        except OSError as exc:  # disk full, permissions, I/O error: say so instead of a bare 500
+            raise StorageError(f"cannot store the upload: {exc.strerror or exc}") from exc
+        outcome = await st.db.put_file(
+            PutFile(
+                registry_id=registry.id,
+                package=package,
+                version=version,
+                path=path,
+                checksums=checksums,
+                overwrite=overwrite,
+                ensure_blob=ensure_blob,
+            )
+        )
+    finally:
+        if writer is not None:
+            await writer.aclose()
+    return put_result(registry, package, version, path, checksums, outcome)
+
+
 async def _file_row(request: web.Request) -> tuple[RegistryRow, FileRow]:
-    registry = await _generic_registry(request)
+    registry = await generic_registry(request)
     package, version, path = locate(registry, request.match_info["filepath"])
     row = await c.state(request).db.run(Catalog.get_file, registry.id, package, version, path)
     if row is None:
@@ -256,7 +272,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 
 @routes.delete(FILES)
 async def delete_file(request: web.Request) -> web.Response:
-    registry = await _generic_registry(request)
+    registry = await generic_registry(request)
     package, version, path = locate(registry, request.match_info["filepath"])
     if not await c.state(request).db.run(Catalog.delete_file, registry.id, package, version, path):
         raise NotFound(
@@ -265,4 +281,12 @@ async def delete_file(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-__all__ = ["content_disposition", "locate", "routes"]
+__all__ = [
+    "check_target",
+    "content_disposition",
+    "generic_registry",
+    "locate",
+    "overwrite_requested",
+    "put_result",
+    "routes",
+]

@@ -301,7 +301,7 @@ async def system_info(request: web.Request) -> web.Response:
             "hc": {
                 "server": "hc-embedded",
                 "version": hc.__version__,
-                "uploadSessions": False,
+                **c.state(request).uploads.capabilities().to_json(),
                 "overwrite": ["query:overwrite=true", "header:X-Hc-Overwrite"],
                 "checksumHeaders": list(CHECKSUM_HEADERS.values()),
                 "rangeRequests": True,

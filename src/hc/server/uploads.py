@@ -1,0 +1,539 @@
+"""Resumable upload sessions: parts written at their offsets, received ranges, commit by digest.
+
+The wire protocol is described in ``hc.protocol.uploads``; this module is what stands behind it.
+
+- A session is a row in SQLite (``upload_sessions``: target path, size, declared sha256, received
+  ranges, expiry) plus a file ``uploads/<id>.data`` preallocated to the full size at ``POST`` (a
+  full disk is reported then, not half-way). Parts are streamed in ≥ 1 MiB batches and written in
+  place with ``pwritev`` on worker threads; a part's range is added to the row only after all its
+  bytes are in the file, so a server restart keeps exactly the acknowledged parts.
+- The first copy of a byte wins. A part writes only the bytes that are neither received nor being
+  written by another part in flight (its *fresh* ranges, decided before any I/O), and records
+  only those. Re-sends are therefore idempotent, and bytes already hashed can never change.
+- Hashing is incremental over the contiguous prefix. A part that starts where the hash stands
+  feeds its bytes to the four hash lanes (``LaneHashers``) as they stream, so a sequential upload
+  is fully hashed when its last part lands and the commit reads nothing back. Parts that arrive
+  ahead of the hash are caught up from the file (the page cache, usually) in the background as
+  soon as the gap before them closes; the commit only waits for that. After a server restart the
+  hash state is gone and the commit re-reads what it needs.
+- Commit: every byte received → digests → sha256 checked against the ``digest`` parameter and the
+  declared one → ``fsync`` → hard-linked into the blob store (no copy) → the file row and the end of
+  the session in one transaction (``Catalog.commit_upload``, same re-upload rule as a PUT) → the
+  session file unlinked. A mismatch discards the session. A crash at any step leaves the session
+  (commit again), or the file committed and a leftover session file (swept), never a partial file
+  under a real name.
+- Durability of parts: a part is acknowledged once it is in the page cache and recorded (the row
+  commit survives a process crash, as everything in WAL mode with ``synchronous=NORMAL``). A power
+  loss may lose acknowledged bytes; the commit's digest check catches that and the client starts
+  again. The commit itself fsyncs before anything becomes visible.
+- Expiry: a session lives ``ttl`` seconds after its last part. Expired rows and session files that
+  no row names are swept at start-up and periodically; a lookup of an expired session is a 404
+  even before the sweep.
+
+Limit: two server processes sharing a store merge their received ranges in the database, but do
+not see each other's parts in flight; a client that sends *different* bytes for the same range to
+two processes at once can commit bytes other than those it declared (``hc server fsck`` reports
+such a blob). hc's clients never do that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from hc.errors import Conflict, IntegrityError, NotFound, StorageError, UsageError
+from hc.protocol.digest import Checksums
+from hc.protocol.uploads import (
+    DEFAULT_MAX_PART_SIZE,
+    DEFAULT_MIN_PART_SIZE,
+    DEFAULT_SESSION_TTL_SECONDS,
+    Range,
+    UploadCapabilities,
+    UploadState,
+    contiguous_offset,
+    missing_ranges,
+    parse_part_content_range,
+    subtract_ranges,
+)
+
+from .blobs import BATCH, BlobStore, LaneHashers
+from .metadata import Catalog, Database, FileRow, PutOutcome, RegistryRow, UploadRow, now_ms
+from .paths import StoreLayout
+
+__all__ = ["PartTooLarge", "Unchanged", "UploadSessions", "state_of", "sweep_uploads"]
+
+log = logging.getLogger("hc.server")
+
+_SUFFIX: Final = ".data"
+_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
+#: At most this many buffers per pwritev call (Linux IOV_MAX is 1024).
+_MAX_IOV: Final = 512
+
+
+def state_of(row: UploadRow) -> UploadState:
+    return UploadState(id=row.id, size=row.size, received=row.received, expires_at=row.expires_at)
+
+
+@dataclass(eq=False)
+class _Live:
+    """What this process knows of a session beyond its row: the running hash and parts in flight."""
+
+    hashers: LaneHashers = field(default_factory=LaneHashers)
+    #: the hashers have seen exactly [0, hashed)
+    hashed: int = 0
+    #: held by whoever feeds the hashers: a part streaming at ``hashed``, a catch-up, a commit
+    hash_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: ranges being written by parts in flight (disjoint from each other and from the received ones)
+    claimed: list[Range] = field(default_factory=list)
+    #: the contiguous received prefix as last recorded here (the catch-up hashes up to it)
+    offset: int = 0
+    committing: bool = False
+
+    def reset_hash(self) -> None:
+        self.hashers, self.hashed = LaneHashers(), 0
+
+
+def _create_data_file(path: Path, size: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        if size:
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                if exc.errno not in (95, 22):  # EOPNOTSUPP, EINVAL: a file system without fallocate
+                    raise
+                os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def _views(chunks: Sequence[bytes], offset: int, start: int, end: int) -> list[memoryview]:
+    """Memoryviews over ``[start, end)`` of ``chunks``, which hold the bytes from ``offset`` on."""
+    views = []
+    position = offset
+    for chunk in chunks:
+        chunk_end = position + len(chunk)
+        lo, hi = max(start, position), min(end, chunk_end)
+        if lo < hi:
+            views.append(memoryview(chunk)[lo - position : hi - position])
+        position = chunk_end
+        if position >= end:
+            break
+    return views
+
+
+def _pwrite_all(fd: int, views: list[memoryview], offset: int) -> None:
+    while views:
+        if len(views) > _MAX_IOV:
+            views = [memoryview(b"".join(views))]
+        written = os.pwritev(fd, views, offset)
+        offset += written
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
+
+
+def _write_fresh(fd: int, chunks: list[bytes], offset: int, fresh: Sequence[Range]) -> None:
+    end = offset + sum(len(c) for c in chunks)
+    for f_start, f_end in fresh:
+        lo, hi = max(f_start, offset), min(f_end, end)
+        if lo < hi:
+            _pwrite_all(fd, _views(chunks, offset, lo, hi), lo)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sweep_uploads(layout: StoreLayout, db: Database, now: int) -> int:
+    """Blocking: delete expired sessions and session files no row names. Returns files removed.
+
+    The folder is listed *before* the rows are read: a session's row is committed before its file
+    is created, so a file seen here whose row is missing afterwards is truly orphaned."""
+    expired = set(db.run_sync(Catalog.expire_uploads, now))
+    try:
+        names = [e.name for e in os.scandir(layout.uploads)]
+    except FileNotFoundError:
+        return 0
+    alive = db.run_sync(Catalog.upload_ids) - expired
+    removed = 0
+    for name in names:
+        if name.endswith(_SUFFIX) and name[: -len(_SUFFIX)] in alive:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(layout.uploads / name)
+            removed += 1
+    return removed
+
+
+class PartTooLarge(UsageError):
+    """A part larger than the advertised ``maxPartSize`` (HTTP 413)."""
+
+    http_status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+@dataclass(frozen=True, slots=True)
+class Unchanged:
+    """``POST`` found the file already stored with these bytes: no session was opened."""
+
+    file: FileRow
+
+
+class UploadSessions:
+    """The sessions of one store, for one server process (state lives in the event loop)."""
+
+    def __init__(
+        self,
+        *,
+        layout: StoreLayout,
+        db: Database,
+        blobs: BlobStore,
+        executor: Executor,
+        ttl_s: float = DEFAULT_SESSION_TTL_SECONDS,
+        min_part_size: int = DEFAULT_MIN_PART_SIZE,
+        max_part_size: int = DEFAULT_MAX_PART_SIZE,
+    ) -> None:
+        self._layout = layout
+        self._db = db
+        self._blobs = blobs
+        self._executor = executor
+        self.ttl_ms = int(ttl_s * 1000)
+        self.min_part_size = min_part_size
+        self.max_part_size = max_part_size
+        self._live: dict[str, _Live] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def capabilities(self) -> UploadCapabilities:
+        return UploadCapabilities(
+            upload_sessions=True,
+            parallel_parts=True,
+            min_part_size=self.min_part_size,
+            max_part_size=self.max_part_size,
+            session_ttl_seconds=max(1, self.ttl_ms // 1000),
+        )
+
+    def data_path(self, upload_id: str) -> Path:
+        return self._layout.uploads / f"{upload_id}{_SUFFIX}"
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # ------------------------------------------------------------------------------- lifecycle
+
+    async def begin(
+        self,
+        registry: RegistryRow,
+        *,
+        package: str,
+        version: str,
+        path: str,
+        size: int,
+        sha256: str,
+        overwrite: bool,
+    ) -> UploadRow | Unchanged:
+        existing = await self._db.run(Catalog.get_file, registry.id, package, version, path)
+        if existing is not None and existing.sha256 == sha256 and existing.size == size:
+            return Unchanged(existing)
+        upload_id = uuid.uuid4().hex
+        # The row first, then the file: the sweep relies on that order (see sweep_uploads).
+        row: UploadRow = await self._db.run(
+            Catalog.create_upload,
+            upload_id=upload_id,
+            registry_id=registry.id,
+            package=package,
+            version=version,
+            path=path,
+            size=size,
+            sha256=sha256,
+            overwrite=overwrite,
+            expires_at=now_ms() + self.ttl_ms,
+        )
+        try:
+            await self._run(_create_data_file, self.data_path(upload_id), size)
+        except BaseException as exc:
+            await self._db.run(Catalog.delete_upload, upload_id)
+            if isinstance(exc, OSError):
+                raise StorageError(
+                    f"cannot reserve {size} bytes for the upload: {exc.strerror or exc}"
+                ) from exc
+            raise
+        self._live[upload_id] = _Live()
+        return row
+
+    async def load(self, registry: RegistryRow, upload_id: str) -> UploadRow:
+        """The session's row; NotFound when unknown, of another registry, or expired."""
+        row = None
+        if _ID_RE.match(upload_id):
+            row = await self._db.run(Catalog.get_upload, upload_id)
+        if row is None or row.registry_id != registry.id or row.expires_at < now_ms():
+            self._live.pop(upload_id, None)
+            raise NotFound(f"upload session {upload_id!r} not found (committed, aborted or expired)")
+        return row
+
+    def _live_for(self, row: UploadRow) -> _Live:
+        live = self._live.get(row.id)
+        if live is None:  # first use since a restart (or in this process): hash from byte 0
+            live = self._live[row.id] = _Live()
+        live.offset = max(live.offset, contiguous_offset(row.received))
+        return live
+
+    async def abort(self, registry: RegistryRow, upload_id: str) -> None:
+        await self.load(registry, upload_id)
+        self._live.pop(upload_id, None)
+        if not await self._db.run(Catalog.delete_upload, upload_id):
+            raise NotFound(f"upload session {upload_id!r} not found (committed, aborted or expired)")
+        await self._run(self._unlink, upload_id)
+
+    def _unlink(self, upload_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.data_path(upload_id))
+
+    async def sweep(self) -> int:
+        removed: int = await self._run(sweep_uploads, self._layout, self._db, now_ms())
+        known = await self._db.run(Catalog.upload_ids)
+        for upload_id in [i for i in self._live if i not in known]:
+            del self._live[upload_id]
+        return removed
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._live.clear()
+
+    # ----------------------------------------------------------------------------------- parts
+
+    async def write_part(
+        self,
+        registry: RegistryRow,
+        upload_id: str,
+        *,
+        content_range: str | None,
+        content_length: int | None,
+        body: AsyncIterator[bytes],
+    ) -> UploadRow:
+        """Store one part. Nothing of it is recorded unless every byte of its range arrived."""
+        row = await self.load(registry, upload_id)
+        part = parse_part_content_range(content_range, row.size)
+        if part.length > self.max_part_size:
+            raise PartTooLarge(
+                f"a part may hold at most {self.max_part_size} bytes; this one has {part.length}"
+            )
+        if content_length is not None and content_length != part.length:
+            raise UsageError(
+                f"Content-Length {content_length} does not match Content-Range {content_range!r} "
+                f"({part.length} bytes); nothing was recorded"
+            )
+        live = self._live_for(row)
+        # Decided before the first await: the bytes this part writes are claimed at once, so no
+        # other part in flight writes them too.
+        fresh = subtract_ranges((part.start, part.end), [*row.received, *live.claimed])
+        live.claimed.extend(fresh)
+        owns_hash = False
+        snapshot = None
+        try:
+            if fresh and fresh[0][0] == live.hashed and not live.hash_lock.locked():
+                await live.hash_lock.acquire()
+                owns_hash = fresh[0][0] == live.hashed  # still true unless a waiter got there first
+                if not owns_hash:
+                    live.hash_lock.release()
+            hashing = fresh[0] if owns_hash else (0, 0)
+            snapshot = live.hashers.copy() if owns_hash else None
+            await self._stream_part(live, row.id, part.start, part.length, body, fresh, hashing)
+            if fresh:
+                updated = await self._db.run(
+                    Catalog.record_upload_ranges, row.id, fresh, now_ms() + self.ttl_ms
+                )
+                if updated is None:
+                    raise NotFound(f"upload session {upload_id!r} ended while the part was arriving")
+                row = updated
+            if owns_hash:
+                live.hashed = hashing[1]
+        except BaseException:
+            if snapshot is not None:
+                live.hashers = snapshot  # the part is not recorded: neither are its bytes hashed
+            raise
+        finally:
+            for rng in fresh:
+                live.claimed.remove(rng)
+            if owns_hash:
+                live.hash_lock.release()
+        live.offset = max(live.offset, contiguous_offset(row.received))
+        self._kick_catch_up(row.id, live)
+        return row
+
+    async def _stream_part(
+        self,
+        live: _Live,
+        upload_id: str,
+        start: int,
+        length: int,
+        body: AsyncIterator[bytes],
+        fresh: Sequence[Range],
+        hashing: Range,
+    ) -> None:
+        """Read the body in batches; write its fresh bytes in place and feed the bytes of
+        ``hashing`` to the hashers, each batch on worker threads while the next one arrives."""
+        fd = await self._run(os.open, self.data_path(upload_id), os.O_WRONLY | os.O_CLOEXEC)
+        loop = asyncio.get_running_loop()
+        pending: list[asyncio.Future[Any]] = []
+        batch: list[bytes] = []
+        batch_size = 0
+        position = start  # file offset of batch[0]
+        received = 0
+        try:
+
+            async def flush() -> None:
+                nonlocal pending, batch, batch_size, position
+                if pending:
+                    done, pending = pending, []
+                    await asyncio.gather(*done)
+                if not batch:
+                    return
+                chunks, batch, batch_size = batch, [], 0
+                offset, position = position, position + sum(len(c) for c in chunks)
+                pending = [loop.run_in_executor(self._executor, _write_fresh, fd, chunks, offset, fresh)]
+                lo, hi = max(offset, hashing[0]), min(position, hashing[1])
+                if lo < hi:
+                    pending += live.hashers.submit(self._executor, _views(chunks, offset, lo, hi))
+
+            async for chunk in body:
+                if not chunk:
+                    continue
+                received += len(chunk)
+                if received > length:
+                    raise UsageError(f"the part's body is longer than its {length}-byte Content-Range")
+                batch.append(chunk)
+                batch_size += len(chunk)
+                if batch_size >= BATCH:
+                    await flush()
+            if received < length:
+                raise IntegrityError(
+                    f"the part's body ended after {received} of {length} bytes; nothing of it was recorded"
+                )
+            await flush()
+            await flush()  # waits for the last batch
+        finally:
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+            await self._run(os.close, fd)
+
+    # ------------------------------------------------------------------------------- hashing
+
+    def _kick_catch_up(self, upload_id: str, live: _Live) -> None:
+        if live.hashed < live.offset and not live.hash_lock.locked() and not live.committing:
+            task = asyncio.get_running_loop().create_task(self._catch_up_task(upload_id, live))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _catch_up_task(self, upload_id: str, live: _Live) -> None:
+        async with live.hash_lock:
+            try:
+                await self._hash_from_file(upload_id, live, live.offset)
+            except (OSError, StorageError) as exc:
+                # The commit will start the hash over; a vanished file means the session ended.
+                log.debug("background hash of upload %s stopped: %s", upload_id, exc)
+                live.reset_hash()
+
+    async def _hash_from_file(self, upload_id: str, live: _Live, until: int) -> None:
+        """Feed the hashers with ``[live.hashed, until)`` read back from the session file; the
+        caller holds ``live.hash_lock``. Reads the next batch while the lanes hash the current."""
+        if live.hashed >= until:
+            return
+        fd = await self._run(os.open, self.data_path(upload_id), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            pending: list[asyncio.Future[Any]] = []
+            position = live.hashed
+            while position < until:
+                want = min(BATCH, until - position)
+                data = await self._run(os.pread, fd, want, position)
+                if len(data) != want:
+                    raise StorageError(f"the data of upload {upload_id} is shorter than what was received")
+                if pending:
+                    await asyncio.gather(*pending)
+                    live.hashed = position
+                pending = live.hashers.submit(self._executor, [data])
+                position += want
+            await asyncio.gather(*pending)
+            live.hashed = position
+        finally:
+            await self._run(os.close, fd)
+
+    # -------------------------------------------------------------------------------- commit
+
+    async def commit(
+        self, registry: RegistryRow, upload_id: str, *, sha256: str, overwrite: bool
+    ) -> tuple[UploadRow, Checksums, PutOutcome]:
+        row = await self.load(registry, upload_id)
+        lacking = missing_ranges(row.size, row.received)
+        if lacking:
+            first = lacking[0]
+            raise UsageError(
+                f"upload {upload_id} is incomplete: {sum(e - s for s, e in lacking)} byte(s) missing, "
+                f"the first at [{first[0]}, {first[1]})"
+            )
+        live = self._live_for(row)
+        if live.committing:
+            raise Conflict(f"upload {upload_id} is already being committed")
+        live.committing = True
+        try:
+            async with live.hash_lock:
+                try:
+                    await self._hash_from_file(upload_id, live, row.size)
+                except FileNotFoundError:
+                    raise NotFound(f"upload session {upload_id!r} not found (committed or aborted)") from None
+                checksums = live.hashers.result()
+            if checksums.sha256 != sha256 or checksums.sha256 != row.sha256:
+                self._live.pop(upload_id, None)
+                await self._db.run(Catalog.delete_upload, upload_id)
+                await self._run(self._unlink, upload_id)
+                raise IntegrityError(
+                    f"the uploaded bytes hash to sha256 {checksums.sha256}, not {sha256}"
+                    + (f" (declared {row.sha256})" if row.sha256 != sha256 else "")
+                    + "; nothing was stored and the session was discarded"
+                )
+            data = self.data_path(upload_id)
+            try:
+                await self._run(self._make_blob, data, checksums.sha256)
+            except FileNotFoundError:
+                raise NotFound(f"upload session {upload_id!r} not found (committed or aborted)") from None
+            except OSError as exc:
+                raise StorageError(f"cannot store the upload: {exc.strerror or exc}") from exc
+            outcome: PutOutcome = await self._db.run(
+                Catalog.commit_upload,
+                upload_id,
+                checksums=checksums,
+                overwrite=overwrite,
+                ensure_blob=lambda: self._blobs.link(data, checksums.sha256),
+            )
+        finally:
+            live.committing = False
+        self._live.pop(upload_id, None)
+        await self._run(self._unlink, upload_id)
+        return row, checksums, outcome
+
+    def _make_blob(self, data: Path, sha256: str) -> None:
+        if not self._blobs.exists(sha256):
+            _fsync_path(data)  # bytes already stored under that digest need no second fsync
+        self._blobs.link(data, sha256)
