@@ -39,14 +39,15 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
-from hc.api._http import map_http_errors, pkg_headers, raise_for_status
+from hc.api._http import map_http_errors, pkg_headers, raise_for_status, server_message
 from hc.api.artifacts import ArtifactClient
 from hc.api.client import RegistryClient
 from hc.errors import IntegrityError, NotFound, RemoteError, UsageError
 from hc.protocol.digest import Checksums
 from hc.protocol.models import FileV3
 from hc.protocol.ranges import parse_content_range
-from hc.protocol.routes import generic_file_path
+from hc.protocol.routes import PkgPaths, generic_file_path, path_escape
+from hc.protocol.uploads import BeginUpload, UploadCapabilities, UploadState, commit_query, part_content_range
 
 __all__ = [
     "GenericFile",
@@ -93,11 +94,12 @@ def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
     block = info.get("hc") if isinstance(info, Mapping) else None
     if not isinstance(block, Mapping):
         return RemoteFeatures()
+    sessions = UploadCapabilities.from_json(block)
     return RemoteFeatures(
-        # TODO(upload sessions): no server advertises a session protocol yet (hc's says
-        # "uploadSessions": false); when one does, read its parameters here and implement
-        # begin/resume/put_part/commit/abort below. Until then every upload is one PUT.
-        upload_sessions=False,
+        upload_sessions=sessions.upload_sessions,
+        parallel_parts=sessions.parallel_parts,
+        min_part_size=sessions.min_part_size,
+        max_part_size=sessions.max_part_size,
         ranged_reads=block.get("rangeRequests") is not False,
         hc_server=True,
     )
@@ -133,6 +135,13 @@ class _Location(Protocol):
     def version(self) -> str: ...
     @property
     def path(self) -> str: ...
+
+
+class _Session(Protocol):
+    """An upload session state this remote returned (``hc.transfer.SessionState``)."""
+
+    @property
+    def id(self) -> str: ...
 
 
 class _Source(Protocol):
@@ -364,25 +373,81 @@ class HarnessRemote:
                     return
         raise RemoteError(f"PUT {location.path}: too many redirects")
 
-    # Upload sessions: no server hc talks to advertises them yet (system/info says
-    # ``uploadSessions: false``), so ``capabilities.upload_sessions`` is False and the engine never
-    # calls these.
-    async def begin_upload(self, location: _Location, *, size: int, checksums: Checksums) -> Any:
-        raise RemoteError("this registry does not offer resumable upload sessions")
+    # Upload sessions (hc.protocol.uploads): only called when ``capabilities.upload_sessions``.
+    # A session whose file is already stored with these bytes comes back complete with an empty
+    # id: the engine then sends no part, and commit and abort have nothing to do.
+    async def begin_upload(self, location: _Location, *, size: int, checksums: Checksums) -> UploadState:
+        url = self._uploads_url()
+        body = BeginUpload(
+            package=location.package,
+            version=location.version,
+            path=location.path,
+            size=size,
+            sha256=checksums.sha256,
+        ).to_json()
+        with map_http_errors("POST", url):
+            async with self._session.post(
+                URL(url, encoded=True), json=body, headers=self._headers(), allow_redirects=False
+            ) as response:
+                await raise_for_status(response)
+                data = _data(await response.json(content_type=None))
+        if data.get("outcome") == "unchanged" and not data.get("id"):
+            return UploadState(id="", size=size, received=((0, size),) if size else ())
+        return UploadState.from_json(data)
 
-    async def resume_upload(self, location: _Location, session_id: str) -> Any:
-        raise NotFound(f"upload session {session_id!r} not found (sessions are not supported)")
+    async def resume_upload(self, location: _Location, session_id: str) -> UploadState:
+        if not session_id:
+            raise NotFound("the upload needed no session")
+        url = self._upload_url(session_id)
+        with map_http_errors("GET", url):
+            async with self._session.get(URL(url, encoded=True), headers=self._headers()) as response:
+                await raise_for_status(response)
+                return UploadState.from_json(_data(await response.json(content_type=None)))
 
-    async def put_part(self, location: _Location, session: Any, *, offset: int, source: _Source) -> Any:
-        raise RemoteError("this registry does not offer resumable upload sessions")
+    async def put_part(
+        self, location: _Location, session: _Session, *, offset: int, source: _Source
+    ) -> UploadState:
+        url = self._upload_url(session.id)
+        headers = self._headers()
+        headers["Content-Type"] = "application/octet-stream"
+        headers["Content-Length"] = str(source.size)
+        headers["Content-Range"] = part_content_range(offset, offset + source.size, _session_size(session))
+        with map_http_errors("PATCH", url):
+            async with self._session.patch(
+                URL(url, encoded=True), data=await _body(source), headers=headers
+            ) as response:
+                await raise_for_status(response)
+                return UploadState.from_json(_data(await response.json(content_type=None)))
 
     async def commit_upload(
-        self, location: _Location, session: Any, *, checksums: Checksums, overwrite: bool
+        self, location: _Location, session: _Session, *, checksums: Checksums, overwrite: bool
     ) -> None:
-        raise RemoteError("this registry does not offer resumable upload sessions")
+        if not session.id:
+            return
+        url = self._upload_url(session.id)
+        query = commit_query(checksums.sha256, overwrite=overwrite)
+        with map_http_errors("PUT", url):
+            async with self._session.put(
+                URL(url, encoded=True), params=query, headers=self._headers()
+            ) as response:
+                if response.status == 400:
+                    # A digest mismatch means the assembled bytes are wrong: retryable, with a new
+                    # session (the engine opens one); anything else the server refused is final.
+                    raw = await response.content.read(64 * 1024)
+                    if b"CHECKSUM_MISMATCH" in raw:
+                        raise IntegrityError(f"{location.path}: the registry assembled different bytes")
+                    raise RemoteError(f"{location.path}: commit refused (HTTP 400): {server_message(raw)}")
+                await raise_for_status(response)
+                await response.read()
 
-    async def abort_upload(self, location: _Location, session: Any) -> None:
-        return None
+    async def abort_upload(self, location: _Location, session: _Session) -> None:
+        if not session.id:
+            return
+        url = self._upload_url(session.id)
+        with map_http_errors("DELETE", url):
+            async with self._session.delete(URL(url, encoded=True), headers=self._headers()) as response:
+                if response.status != 404:
+                    await raise_for_status(response)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -390,6 +455,14 @@ class HarnessRemote:
         return self._endpoint.pkg_url + generic_file_path(
             self._endpoint.account, self.registry, location.package, location.version, location.path
         )
+
+    def _uploads_url(self) -> str:
+        return self._endpoint.pkg_url + PkgPaths.uploads.format(
+            account=path_escape(self._endpoint.account), registry=path_escape(self.registry)
+        )
+
+    def _upload_url(self, session_id: str) -> str:
+        return self._uploads_url() + "/" + path_escape(session_id)
 
     def _headers(self) -> dict[str, str]:
         # The Go CLI's generic push sends x-api-key always, plus the raw JWT when it is one.
@@ -406,6 +479,21 @@ class HarnessRemote:
         if (here.scheme, here.netloc) != (there.scheme, there.netloc):
             raise RemoteError(f"the server redirected an upload to another host ({there.netloc}); refused")
         return target
+
+
+def _data(body: Any) -> Mapping[str, Any]:
+    """The ``data`` object of a ``{"status", "data"}`` answer; RemoteError when there is none."""
+    data = body.get("data") if isinstance(body, Mapping) else None
+    if not isinstance(data, Mapping):
+        raise RemoteError("the registry's answer has no data object")
+    return data
+
+
+def _session_size(session: _Session) -> int:
+    size = getattr(session, "size", None)
+    if not isinstance(size, int):
+        raise RemoteError("upload session state without a size")
+    return size
 
 
 async def _body(source: _Source) -> bytes | AsyncIterator[bytes]:
