@@ -8,12 +8,10 @@ never put into a URL and never part of an error message.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import random
 import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from hc.errors import (
     RemoteError,
     TransientError,
 )
+from hc.protocol.headers import parse_retry_after
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -202,19 +201,6 @@ def error_for_status(
     if status == 429 or (status >= 500 and status != 501):
         return TransientError(f"{where}: server error (HTTP {status}){detail}", status=status)
     return RemoteError(f"{where}: request refused (HTTP {status}){detail}", status=status)
-
-
-def parse_retry_after(value: str, *, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; ``None`` if unparseable."""
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def server_message(body: bytes) -> str | None:

@@ -9,19 +9,17 @@ pure function of ``(attempt, decision, random draw)``, so both are tested as tab
 
 from __future__ import annotations
 
-import email.utils
 import math
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final, TypeVar
 
 import anyio
 
 from hc.errors import HcError, RateLimited, RetryKind, UsageError
+from hc.protocol.headers import parse_retry_after
 
 __all__ = [
     "Backoff",
@@ -192,28 +190,3 @@ async def call_with_retries(
             await sleep(delay)
 
 
-_SECONDS_RE: Final = re.compile(r"^\d+(\.\d+)?$")
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date.
-
-    Returns ``None`` for a missing or malformed value (the caller then falls back to backoff), and
-    ``0.0`` for a date in the past. ``now`` is injectable so the function stays pure.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if _SECONDS_RE.match(text):
-        seconds = float(text)
-        return seconds if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # "-0000" means UTC by RFC 5322; HTTP-dates are always GMT
-        when = when.replace(tzinfo=UTC)
-    reference = now if now is not None else datetime.now(UTC)
-    return max(0.0, (when - reference).total_seconds())
