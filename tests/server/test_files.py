@@ -264,3 +264,22 @@ async def test_uploads_fsync_each_file_where_group_flush_is_unavailable(
         async with s.get(f"{server.base_url}/pkg/local/gen/files/p/1/f") as response:
             assert await response.read() == SMALL
     assert len(synced) >= 2  # the file and its shard folder
+
+
+async def test_a_refused_upload_does_not_undo_the_others_committed_with_it(api: Api, gen: str) -> None:
+    """Concurrent small uploads share one transaction (group commit); a conflict rolls back only
+    its own change."""
+    await api.put(gen, "p/1/taken", b"original")
+    payloads = {f"p/{i % 2}/f{i}": os.urandom(100 + i) for i in range(20)}
+
+    async def put(path: str, data: bytes) -> int:
+        async with api.session.put(api.file_url(gen, path), data=data) as response:
+            return response.status
+
+    statuses = await asyncio.gather(
+        put("p/1/taken", b"different"), *(put(path, data) for path, data in payloads.items())
+    )
+    assert statuses == [409] + [201] * len(payloads)
+    assert (await api.get_bytes(gen, "p/1/taken"))[1] == b"original"
+    for path, data in payloads.items():
+        assert (await api.get_bytes(gen, path))[1] == data

@@ -271,6 +271,7 @@ async def test_begin_says_unchanged_when_the_file_is_already_there(api: Api, gen
     body = await commit(api, upload_id, hashlib.sha256(new).hexdigest(), status=409)
     assert body["code"] == "CONFLICT"
     assert (await get_state(api, upload_id))["offset"] == len(new)  # kept: retry with overwrite
+    assert len(api.blob_files()) == 1  # the refused bytes did not reach the blob store
     replaced = await commit(
         api, upload_id, hashlib.sha256(new).hexdigest(), status=200, query="&overwrite=true"
     )

@@ -39,6 +39,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
@@ -61,6 +62,7 @@ BATCH: Final = 4 << 20
 #: file write (and its writeback) is a fourth lane, so a slow disk does not hold a hash lane.
 _LANES: Final = (("md5",), ("sha1", "sha256"), ("sha512",))
 _PART_SUFFIX: Final = ".part"
+_SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
 #: Linux's O_TMPFILE (0 elsewhere: named temp files are used instead)
 _O_TMPFILE: Final = getattr(os, "O_TMPFILE", 0)
 _TRASH_PREFIX: Final = "trash."
@@ -227,7 +229,7 @@ class BlobStore:
             self._tmp_dir_fd = os.open(self._tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def path_for(self, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if _SHA256_RE.fullmatch(sha256) is None:
             raise StorageError(f"not a sha256 digest: {sha256!r}")
         return self._root / sha256[:2] / sha256
 

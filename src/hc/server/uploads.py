@@ -513,6 +513,16 @@ class UploadSessions:
                     + (f" (declared {row.sha256})" if row.sha256 != sha256 else "")
                     + "; nothing was stored and the session was discarded"
                 )
+            overwrite = overwrite or row.overwrite
+            if not overwrite:  # refuse before linking: a refused commit should leave no stray blob
+                existing = await self._db.run(
+                    Catalog.get_file, registry.id, row.package, row.version, row.path
+                )
+                if existing is not None and existing.sha256 != checksums.sha256:
+                    raise Conflict(
+                        f"{row.package}/{row.version}/{row.path} already exists with different content "
+                        f"(sha256 {existing.sha256}); pass overwrite=true to replace it"
+                    )
             data = self.data_path(upload_id)
             try:
                 await self._run(self._make_blob, data, checksums.sha256)
