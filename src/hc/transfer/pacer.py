@@ -188,5 +188,3 @@ async def call_with_retries(
             if on_retry is not None:
                 on_retry(RetryEvent(attempt, delay, exc))
             await sleep(delay)
-
-
