@@ -253,3 +253,29 @@ async def test_a_listing_that_keeps_failing_fails_the_job(tmp_path: Path) -> Non
             items(root), package=PACKAGE, version=VERSION
         )
     assert remote.calls["put_file"] == 0
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "expected"),
+    [
+        (Capabilities(), {"md5", "sha1", "sha256", "sha512"}),  # Harness: all four, as the Go CLI
+        (Capabilities(checksum_algorithms=("sha256",)), {"sha256"}),  # an hc registry hashes the rest
+    ],
+    ids=["harness", "hc-registry"],
+)
+async def test_an_upload_carries_the_digests_the_remote_asks_for(
+    tmp_path: Path, capabilities: Capabilities, expected: set[str]
+) -> None:
+    root = tree(tmp_path, {"a.bin": b"x" * 5000})
+    remote = FakeRemote(capabilities=capabilities)
+    sent: list[set[str]] = []
+    real_put = remote.put_file
+
+    async def recording_put(location, source, *, checksums, overwrite):  # type: ignore[no-untyped-def]
+        sent.append({alg for alg in ("md5", "sha1", "sha256", "sha512") if checksums.get(alg)})
+        await real_put(location, source, checksums=checksums, overwrite=overwrite)
+
+    remote.put_file = recording_put  # type: ignore[method-assign]
+    summary = await TransferManager(remote, fast_config()).push(items(root), package=PACKAGE, version=VERSION)
+    assert summary.succeeded == 1
+    assert sent == [expected]

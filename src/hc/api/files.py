@@ -43,7 +43,7 @@ from hc.api._http import map_http_errors, pkg_headers, raise_for_status, server_
 from hc.api.artifacts import ArtifactClient
 from hc.api.client import RegistryClient
 from hc.errors import IntegrityError, NotFound, RemoteError, UsageError
-from hc.protocol.digest import Checksums
+from hc.protocol.digest import ALGORITHMS, Checksums
 from hc.protocol.models import FileV3
 from hc.protocol.ranges import parse_content_range
 from hc.protocol.routes import PkgPaths, generic_file_path, path_escape
@@ -87,6 +87,8 @@ class RemoteFeatures:
     max_part_size: int | None = None
     #: the server is an hc registry (bigger listing pages, overwrite header understood)
     hc_server: bool = False
+    #: digests an upload carries: all four for Harness (as the Go CLI), sha256 for an hc registry
+    checksum_algorithms: tuple[str, ...] = ALGORITHMS
 
 
 def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
@@ -102,6 +104,8 @@ def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
         max_part_size=sessions.max_part_size,
         ranged_reads=block.get("rangeRequests") is not False,
         hc_server=True,
+        # An hc registry hashes md5/sha1/sha512 itself while storing; sha256 is what it verifies.
+        checksum_algorithms=("sha256",),
     )
 
 

@@ -41,6 +41,7 @@ from hc.api._http import (
     raise_for_status,
     with_retries,
 )
+from hc.api.files import RemoteFeatures
 from hc.errors import IntegrityError, NotFound, RemoteError
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
     "DavEntry",
     "DavFile",
     "WebDavClient",
-    "WebDavFeatures",
     "WebDavRemote",
     "open_webdav",
 ]
@@ -99,17 +99,6 @@ class DavFile:
 
     def __str__(self) -> str:
         return f"{self.package}/{self.version}/{self.path}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WebDavFeatures:
-    """``Remote.capabilities`` of a read-only file tree: ranged reads, nothing else."""
-
-    upload_sessions: bool = False
-    parallel_parts: bool = False
-    ranged_reads: bool = True
-    min_part_size: int = 0
-    max_part_size: int | None = None
 
 
 class _Location(Protocol):
@@ -269,13 +258,14 @@ class WebDavRemote:
         self._client = client
         self.root = root.strip("/")
         self.raw = raw
-        self._features = WebDavFeatures()
+        # A read-only file tree: ranged reads, no sessions, nothing to upload to.
+        self._features = RemoteFeatures()
 
     def __repr__(self) -> str:
         return f"WebDavRemote({self._client!r}, root={self.root!r}, raw={self.raw})"
 
     @property
-    def capabilities(self) -> WebDavFeatures:
+    def capabilities(self) -> RemoteFeatures:
         return self._features
 
     def _join(self, *parts: str) -> str:

@@ -624,9 +624,10 @@ class TransferManager:
         self, item: LocalItem, *, use_cache: bool = True
     ) -> tuple[Checksums, bytes | None]:
         cache, key = self._hash_cache, str(item.path.absolute())
+        algorithms = tuple(self._remote.capabilities.checksum_algorithms) or ALGORITHMS
         if use_cache and cache is not None:
             cached = cache.get(
-                key, size=item.size, mtime_ns=item.mtime_ns, inode=item.inode, require=ALGORITHMS
+                key, size=item.size, mtime_ns=item.mtime_ns, inode=item.inode, require=algorithms
             )
             if cached is not None:
                 return cached, None
@@ -636,6 +637,7 @@ class TransferManager:
             limiter=self._hashers,
             inline_limit=self._config.buffer_size,
             parallel=self._config.hash_threads,
+            algorithms=algorithms,
         )
         if cache is not None and not self._config.dry_run:
             cache.put(key, mtime_ns=st.st_mtime_ns, inode=st.st_ino, checksums=checksums)

@@ -31,7 +31,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from hc.protocol.digest import Checksums
+from hc.protocol.digest import ALGORITHMS, Checksums
 
 __all__ = [
     "ByteSource",
@@ -118,6 +118,12 @@ class RemoteCapabilities(Protocol):
     def min_part_size(self) -> int: ...
     @property
     def max_part_size(self) -> int | None: ...
+    @property
+    def checksum_algorithms(self) -> Sequence[str]:
+        """The digests an upload must carry (``X-Checksum-*``). Harness wants all four, as the Go CLI
+        sends; an hc registry computes md5/sha1/sha512 itself and needs only sha256, which saves the
+        client most of its hashing CPU."""
+        ...
 
 
 class ReadStream(Protocol):
@@ -271,3 +277,4 @@ class Capabilities:
     ranged_reads: bool = True
     min_part_size: int = 0
     max_part_size: int | None = None
+    checksum_algorithms: tuple[str, ...] = ALGORITHMS
