@@ -1,9 +1,12 @@
-"""Byte ranges: ``Range`` requests, ``Content-Range`` answers, and the part plans built on them.
+"""Byte ranges: ``Range`` requests, ``Content-Range`` answers, range arithmetic and part plans.
 
-One module for both sides: the server answers ``Range: bytes=…`` with 206/416, the client resumes a
-download with ``Range`` and later plans chunked uploads (``Content-Range: bytes a-b/*``, the form OCI
-upload sessions use). Only single ranges are served: a multi-range request is answered with the
-whole representation (RFC 9110 lets a server ignore Range), because no hc client asks for several.
+One module for every side: the server answers ``Range: bytes=…`` with 206/416 and tracks the parts an
+upload session received, the client resumes a download with ``Range`` and sends chunked uploads
+(``Content-Range: bytes a-b/*``, the form OCI upload sessions use), and the transfer engine plans
+what is left to send or fetch with the same arithmetic (merge, contiguous prefix, subtract, split).
+
+Only single ranges are served: a multi-range request is answered with the whole representation
+(RFC 9110 lets a server ignore Range), because no hc client asks for several.
 
 Ranges here are half-open (``start`` inclusive, ``end`` exclusive) so lengths are ``end - start``;
 the wire forms are inclusive and are converted at the edges.
@@ -12,6 +15,7 @@ the wire forms are inclusive and are converted at the edges.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -19,13 +23,21 @@ from hc.errors import UsageError
 
 __all__ = [
     "ByteRange",
+    "Range",
     "RangeNotSatisfiable",
     "content_range",
+    "contiguous_prefix",
+    "normalize",
     "parse_content_range",
     "parse_range_header",
     "plan_parts",
+    "split_fixed",
+    "subtract",
     "unsatisfied_content_range",
 ]
+
+#: A half-open byte range as a plain ``(start, end)`` pair: the form upload sessions report and store.
+Range = tuple[int, int]
 
 _RANGE_RE: Final = re.compile(r"^\s*bytes\s*=\s*(?P<first>\d*)\s*-\s*(?P<last>\d*)\s*$", re.IGNORECASE)
 _CONTENT_RANGE_RE: Final = re.compile(
@@ -40,7 +52,7 @@ class RangeNotSatisfiable(UsageError):
     code = "RANGE_NOT_SATISFIABLE"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class ByteRange:
     """Half-open byte range ``[start, end)``."""
 
@@ -56,7 +68,9 @@ class ByteRange:
         return self.end - self.start
 
     def header(self) -> str:
-        """The ``Range`` request header value asking for exactly this range."""
+        """The ``Range`` request header value asking for exactly this range (inclusive end)."""
+        if self.length == 0:
+            raise ValueError("an empty range has no Range header")
         return f"bytes={self.start}-{self.end - 1}"
 
 
@@ -113,13 +127,55 @@ def parse_content_range(value: str) -> tuple[ByteRange | None, int | None]:
     return ByteRange(first, last + 1), total
 
 
+# ------------------------------------------------------------------------------- range arithmetic
+
+
+def normalize(ranges: Iterable[Range]) -> list[ByteRange]:
+    """Sort and merge overlapping or touching intervals; drop empty ones."""
+    merged: list[ByteRange] = []
+    for start, end in sorted((int(s), int(e)) for s, e in ranges if e > s):
+        if merged and start <= merged[-1].end:
+            if end > merged[-1].end:
+                merged[-1] = ByteRange(merged[-1].start, end)
+        else:
+            merged.append(ByteRange(start, end))
+    return merged
+
+
+def contiguous_prefix(ranges: Iterable[Range]) -> int:
+    """How many bytes from offset 0 are covered without a hole (0 if none)."""
+    merged = normalize(ranges)
+    return merged[0].end if merged and merged[0].start == 0 else 0
+
+
+def subtract(whole: ByteRange, have: Iterable[Range]) -> list[ByteRange]:
+    """The parts of ``whole`` not covered by ``have``, in order."""
+    holes: list[ByteRange] = []
+    cursor = whole.start
+    for got in normalize(have):
+        if got.end <= cursor:
+            continue
+        if got.start >= whole.end:
+            break
+        if got.start > cursor:
+            holes.append(ByteRange(cursor, got.start))
+        cursor = max(cursor, got.end)
+    if cursor < whole.end:
+        holes.append(ByteRange(cursor, whole.end))
+    return holes
+
+
+def split_fixed(end: int, part_size: int, *, start: int = 0) -> list[ByteRange]:
+    """Cut ``[start, end)`` (by default a whole ``end``-byte file) into consecutive parts of
+    ``part_size``, the last one shorter; an empty span has no part."""
+    if part_size <= 0:
+        raise ValueError("part size must be positive")
+    return [ByteRange(offset, min(offset + part_size, end)) for offset in range(start, end, part_size)]
+
+
 def plan_parts(size: int, part_size: int) -> list[ByteRange]:
     """Split ``size`` bytes into consecutive ranges of ``part_size`` (the last may be shorter).
 
     An empty file has one empty part so that it is still uploaded (and committed) once.
     """
-    if part_size <= 0:
-        raise ValueError("part_size must be positive")
-    if size == 0:
-        return [ByteRange(0, 0)]
-    return [ByteRange(start, min(start + part_size, size)) for start in range(0, size, part_size)]
+    return split_fixed(size, part_size) or [ByteRange(0, 0)]

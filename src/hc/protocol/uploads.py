@@ -63,8 +63,9 @@ Sessions are durable (a server restart keeps them and what they received) and ex
 ``sessionTtlSeconds`` after their last activity. An empty file (``size`` 0) is committed straight
 after ``POST``, with no ``PATCH``.
 
-This module is pure: the JSON shapes, the Content-Range forms and the range arithmetic that both the
-server and the client (``hc.api``) need.
+This module is pure: the JSON shapes and the Content-Range forms that both the server and the client
+(``hc.api``) need, plus a ``(start, end)``-pair view of the range arithmetic of ``hc.protocol.ranges``
+(sessions report, store and compare received ranges as plain pairs).
 """
 
 from __future__ import annotations
@@ -76,7 +77,15 @@ from typing import Any, Final
 
 from hc.errors import RemoteError, UsageError
 
-from .ranges import ByteRange, parse_content_range
+from .ranges import (
+    ByteRange,
+    Range,
+    content_range,
+    contiguous_prefix,
+    normalize,
+    parse_content_range,
+    subtract,
+)
 
 __all__ = [
     "DEFAULT_MAX_PART_SIZE",
@@ -95,9 +104,6 @@ __all__ = [
     "part_content_range",
     "subtract_ranges",
 ]
-
-#: A half-open byte range ``(start, end)`` as sessions report them.
-Range = tuple[int, int]
 
 DEFAULT_MIN_PART_SIZE: Final = 1 << 20
 DEFAULT_MAX_PART_SIZE: Final = 1 << 30
@@ -118,39 +124,19 @@ _KEY_TTL: Final = "sessionTtlSeconds"
 
 def merge_ranges(ranges: Iterable[Range]) -> tuple[Range, ...]:
     """Sort and merge half-open ranges; adjacent or overlapping ones become one, empty ones vanish."""
-    merged: list[list[int]] = []
-    for start, end in sorted((int(s), int(e)) for s, e in ranges if e > s):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return tuple((s, e) for s, e in merged)
+    return tuple((rng.start, rng.end) for rng in normalize(ranges))
 
 
-def contiguous_offset(received: Sequence[Range]) -> int:
-    """End of the prefix ``[0, n)`` covered by ``received`` (merged ranges), 0 if none."""
-    merged = merge_ranges(received)
-    return merged[0][1] if merged and merged[0][0] == 0 else 0
+#: End of the prefix ``[0, n)`` covered by the received ranges, 0 if none.
+contiguous_offset = contiguous_prefix
 
 
 def subtract_ranges(rng: Range, taken: Iterable[Range]) -> list[Range]:
     """The parts of ``rng`` not covered by any of ``taken``, in order."""
     start, end = rng
-    out: list[Range] = []
-    cursor = start
-    for t_start, t_end in merge_ranges(taken):
-        if t_end <= cursor:
-            continue
-        if t_start >= end:
-            break
-        if t_start > cursor:
-            out.append((cursor, t_start))
-        cursor = max(cursor, t_end)
-        if cursor >= end:
-            break
-    if cursor < end:
-        out.append((cursor, end))
-    return out
+    if end <= start:
+        return []
+    return [(hole.start, hole.end) for hole in subtract(ByteRange(start, end), taken)]
 
 
 def missing_ranges(size: int, received: Sequence[Range]) -> list[Range]:
@@ -165,7 +151,7 @@ def part_content_range(start: int, end: int, total: int) -> str:
     """``Content-Range`` of a part holding ``[start, end)`` of a ``total``-byte file."""
     if not 0 <= start < end <= total:
         raise ValueError(f"invalid part [{start}, {end}) of {total} bytes")
-    return f"bytes {start}-{end - 1}/{total}"
+    return content_range(ByteRange(start, end), total)
 
 
 def parse_part_content_range(value: str | None, size: int) -> ByteRange:

@@ -33,7 +33,7 @@ from types import TracebackType
 from typing import Final, Self
 
 from hc.errors import StorageError, UsageError
-from hc.transfer.plan import ByteRange
+from hc.protocol.ranges import ByteRange
 
 __all__ = ["Journal", "JournalEntry", "job_key"]
 

@@ -36,6 +36,7 @@ import anyio
 
 from hc.errors import HcError, IntegrityError, NotFound, RetryKind, TransientError
 from hc.protocol.digest import ALGORITHMS, Checksums, MultiHasher
+from hc.protocol.ranges import ByteRange, normalize
 from hc.transfer._files import (
     BytesSource,
     CountingSource,
@@ -52,14 +53,7 @@ from hc.transfer.hashcache import HashCache
 from hc.transfer.journal import Journal, JournalEntry
 from hc.transfer.march import DestinationIndex, Verdict, compare
 from hc.transfer.pacer import Decision, RateGate, RetryEvent, call_with_retries, classify
-from hc.transfer.plan import (
-    ByteRange,
-    clamp_part_size,
-    normalize,
-    plan_download,
-    remaining_download,
-    remaining_upload,
-)
+from hc.transfer.plan import clamp_part_size, plan_download, remaining_download, remaining_upload
 from hc.transfer.remote import CopyPair, FileEntry, FileLocation, FileRef, Remote, RemoteFile, SessionState
 from hc.transfer.results import Status, Summary
 from hc.transfer.sanitize import safe_join, sanitize_relpath

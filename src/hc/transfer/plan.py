@@ -1,65 +1,27 @@
-"""Pure plan arithmetic: files → byte ranges, resume plans, Range / Content-Range strings.
+"""Pure engine planning: files → download ranges, upload part sizes, resume plans.
 
 Nothing here awaits or touches a file; the manager computes a plan with these functions and then
-carries it out. All ranges are half-open ``[start, end)`` internally; HTTP's inclusive
-``bytes=a-b`` appears only in the formatting and parsing helpers.
+carries it out. All ranges are half-open ``[start, end)``. The byte-range primitives themselves
+(``ByteRange``, merging, subtracting, fixed-size splitting, Range / Content-Range strings) live in
+``hc.protocol.ranges``, shared with the HTTP client and the server; this module only combines them.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Final
+
+from hc.protocol.ranges import ByteRange, normalize, split_fixed, subtract
 
 __all__ = [
+    # ByteRange and normalize are hc.protocol.ranges' own, re-exported: engine test code imports them here.
     "ByteRange",
-    "ContentRange",
     "clamp_part_size",
-    "contiguous_prefix",
-    "format_content_range",
     "normalize",
-    "parse_content_range",
     "plan_download",
     "remaining_download",
     "remaining_upload",
     "split_even",
-    "split_fixed",
-    "subtract",
 ]
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class ByteRange:
-    """The half-open byte interval ``[start, end)`` of a file."""
-
-    start: int
-    end: int
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.start <= self.end:
-            raise ValueError(f"invalid byte range [{self.start}, {self.end})")
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start
-
-    def header(self) -> str:
-        """The ``Range`` request header value (inclusive end, as HTTP wants it)."""
-        if self.length == 0:
-            raise ValueError("an empty range has no Range header")
-        return f"bytes={self.start}-{self.end - 1}"
-
-    def advanced(self, done: int) -> ByteRange:
-        """The part of this range still to do after ``done`` bytes from its start."""
-        return ByteRange(min(self.start + max(done, 0), self.end), self.end)
-
-
-def split_fixed(size: int, part_size: int) -> list[ByteRange]:
-    """Cut ``[0, size)`` into consecutive parts of ``part_size`` (the last one shorter)."""
-    if part_size <= 0:
-        raise ValueError("part size must be positive")
-    return [ByteRange(start, min(start + part_size, size)) for start in range(0, size, part_size)]
 
 
 def split_even(size: int, count: int, *, align: int = 1, min_length: int = 1) -> list[ByteRange]:
@@ -100,41 +62,6 @@ def clamp_part_size(
     return chosen
 
 
-def normalize(ranges: Iterable[tuple[int, int]]) -> list[ByteRange]:
-    """Sort and merge overlapping or touching intervals; drop empty ones."""
-    merged: list[ByteRange] = []
-    for start, end in sorted((s, e) for s, e in ranges if e > s):
-        if merged and start <= merged[-1].end:
-            if end > merged[-1].end:
-                merged[-1] = ByteRange(merged[-1].start, end)
-        else:
-            merged.append(ByteRange(start, end))
-    return merged
-
-
-def contiguous_prefix(ranges: Iterable[tuple[int, int]]) -> int:
-    """How many bytes from offset 0 are covered without a hole."""
-    merged = normalize(ranges)
-    return merged[0].end if merged and merged[0].start == 0 else 0
-
-
-def subtract(whole: ByteRange, have: Iterable[tuple[int, int]]) -> list[ByteRange]:
-    """The parts of ``whole`` not covered by ``have``."""
-    holes: list[ByteRange] = []
-    cursor = whole.start
-    for got in normalize(have):
-        if got.end <= cursor:
-            continue
-        if got.start >= whole.end:
-            break
-        if got.start > cursor:
-            holes.append(ByteRange(cursor, got.start))
-        cursor = max(cursor, got.end)
-    if cursor < whole.end:
-        holes.append(ByteRange(cursor, whole.end))
-    return holes
-
-
 def remaining_upload(size: int, part_size: int, received: Iterable[tuple[int, int]]) -> list[ByteRange]:
     """The parts still to send for a resumed upload session.
 
@@ -145,10 +72,7 @@ def remaining_upload(size: int, part_size: int, received: Iterable[tuple[int, in
     """
     parts: list[ByteRange] = []
     for hole in subtract(ByteRange(0, size), received):
-        parts.extend(
-            ByteRange(start, min(start + part_size, hole.end))
-            for start in range(hole.start, hole.end, part_size)
-        )
+        parts.extend(split_fixed(hole.end, part_size, start=hole.start))
     return parts
 
 
@@ -159,38 +83,8 @@ def remaining_download(
     written from each range's start (``progress[index]``, from the journal)."""
     todo: list[tuple[int, ByteRange]] = []
     for index, whole in enumerate(ranges):
-        rest = whole.advanced(progress.get(index, 0))
+        # Progress outside [0, length] (a damaged journal) is clamped, never trusted.
+        rest = ByteRange(min(whole.start + max(progress.get(index, 0), 0), whole.end), whole.end)
         if rest.length > 0:
             todo.append((index, rest))
     return todo
-
-
-@dataclass(frozen=True, slots=True)
-class ContentRange:
-    """A parsed ``Content-Range: bytes a-b/total`` (``total`` None for ``*``)."""
-
-    range: ByteRange
-    total: int | None
-
-
-_CONTENT_RANGE_RE: Final = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
-
-
-def parse_content_range(value: str) -> ContentRange:
-    """Parse a satisfied ``Content-Range`` header; raises ValueError for anything else
-    (including the unsatisfied form ``bytes */size``)."""
-    match = _CONTENT_RANGE_RE.match(value)
-    if match is None:
-        raise ValueError(f"malformed Content-Range {value!r}")
-    first, last = int(match[1]), int(match[2])
-    total = None if match[3] == "*" else int(match[3])
-    if last < first or (total is not None and last >= total):
-        raise ValueError(f"inconsistent Content-Range {value!r}")
-    return ContentRange(ByteRange(first, last + 1), total)
-
-
-def format_content_range(part: ByteRange, total: int | None) -> str:
-    """``bytes a-b/total`` for a non-empty ``part`` (``*`` when the total is unknown)."""
-    if part.length == 0:
-        raise ValueError("an empty range has no Content-Range")
-    return f"bytes {part.start}-{part.end - 1}/{'*' if total is None else total}"
