@@ -202,7 +202,7 @@ class Proxy:
         return await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=_CHUNK)
 
     def _count(self, direction: str, n: int) -> None:
-        fire: list[Callable[[], None]] = []
+        fire: list[tuple[str, int, Callable[[], None]]] = []
         with self._lock:
             if direction == "up":
                 self.stats.bytes_up += n
@@ -215,7 +215,7 @@ class Proxy:
                 for watch in self._watches:
                     (fire if watch[0] == direction and total >= watch[1] else keep).append(watch)
                 self._watches = keep
-        for callback in fire:
+        for _, _, callback in fire:
             callback()
 
     def _count_request(self, method: str) -> None:
@@ -223,6 +223,12 @@ class Proxy:
             self.stats.requests[method] += 1
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        # a handler cancelled at shutdown must end quietly: asyncio's stream callback asks the task
+        # for its exception, and a cancelled task answers by raising
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._relay(client_r, client_w)
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         accepted = time.monotonic()
         with self._lock:
             self.stats.connections += 1
