@@ -370,7 +370,7 @@ class HarnessRemote:
                     if response.status in (307, 308):
                         url = self._redirect(url, response.headers.get("Location"))
                         continue
-                    await raise_for_status(response)
+                    await _raise_for_upload_status(response, location.path)
                     if not 200 <= response.status < 300:
                         raise RemoteError(f"PUT {location.path}: unexpected HTTP {response.status}")
                     await response.read()  # drain, so the connection goes back to the pool
@@ -434,14 +434,7 @@ class HarnessRemote:
             async with self._session.put(
                 URL(url, encoded=True), params=query, headers=self._headers()
             ) as response:
-                if response.status == 400:
-                    # A digest mismatch means the assembled bytes are wrong: retryable, with a new
-                    # session (the engine opens one); anything else the server refused is final.
-                    raw = await response.content.read(64 * 1024)
-                    if b"CHECKSUM_MISMATCH" in raw:
-                        raise IntegrityError(f"{location.path}: the registry assembled different bytes")
-                    raise RemoteError(f"{location.path}: commit refused (HTTP 400): {server_message(raw)}")
-                await raise_for_status(response)
+                await _raise_for_upload_status(response, location.path)
                 await response.read()
 
     async def abort_upload(self, location: _Location, session: _Session) -> None:
@@ -483,6 +476,18 @@ class HarnessRemote:
         if (here.scheme, here.netloc) != (there.scheme, there.netloc):
             raise RemoteError(f"the server redirected an upload to another host ({there.netloc}); refused")
         return target
+
+
+async def _raise_for_upload_status(response: aiohttp.ClientResponse, path: str) -> None:
+    """Like raise_for_status, but a 400 ``CHECKSUM_MISMATCH`` (the registry received other bytes
+    than the digests promise: corrupted on the way) is an IntegrityError, which the engine retries
+    by sending the file again; anything else a server refuses with 400 is final."""
+    if response.status == 400:
+        raw = await response.content.read(64 * 1024)
+        if b"CHECKSUM_MISMATCH" in raw:
+            raise IntegrityError(f"{path}: the registry received different bytes than were sent")
+        raise RemoteError(f"{path}: upload refused (HTTP 400): {server_message(raw) or 'no reason given'}")
+    await raise_for_status(response)
 
 
 def _data(body: Any) -> Mapping[str, Any]:

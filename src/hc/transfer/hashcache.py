@@ -3,11 +3,13 @@
 An entry is keyed by the absolute path and valid only while ``(size, mtime_ns, inode)`` still
 match. Like git's index, it refuses to remember a file modified within the last two seconds
 ("racily clean"): a write landing in the same mtime tick as the hash would otherwise go unseen.
-Writes are batched; several hc processes may share the file (WAL, busy timeout).
+Writes are batched in memory and written in one short transaction; several hc processes may
+share the file (WAL, busy timeout), and a cache that is busy or broken only loses entries.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -19,6 +21,8 @@ from hc.errors import StorageError
 from hc.protocol.digest import ALGORITHMS, Checksums
 
 __all__ = ["HashCache"]
+
+_log = logging.getLogger(__name__)
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS files (
@@ -41,7 +45,8 @@ class HashCache:
     def __init__(self, connection: sqlite3.Connection, *, commit_every: int = 256) -> None:
         self._db = connection
         self._commit_every = commit_every
-        self._pending = 0
+        #: rows not yet written, by path (``get`` sees them too)
+        self._rows: dict[str, tuple[object, ...]] = {}
         self._db.executescript(_SCHEMA)
 
     @classmethod
@@ -64,17 +69,25 @@ class HashCache:
         self, path: str, *, size: int, mtime_ns: int, inode: int, require: Iterable[str] = ("sha256",)
     ) -> Checksums | None:
         """The cached digests, or ``None`` when unknown, stale, or missing a required algorithm."""
-        try:
-            row = self._db.execute(
-                "SELECT md5, sha1, sha256, sha512 FROM files WHERE path = ? AND size = ? AND mtime_ns = ?"
-                " AND inode = ?",
-                (path, size, mtime_ns, inode),
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise StorageError(f"hash cache read failed: {exc}") from exc
+        waiting = self._rows.get(path)
+        if waiting is not None:
+            row: tuple[object, ...] | None = waiting[4:] if waiting[1:4] == (size, mtime_ns, inode) else None
+        else:
+            try:
+                row = self._db.execute(
+                    "SELECT md5, sha1, sha256, sha512 FROM files"
+                    " WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ?",
+                    (path, size, mtime_ns, inode),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                _log.debug("hash cache: read failed (%s); hashing instead", exc)
+                return None
         if row is None:
             return None
-        found = Checksums(size=size, md5=row[0], sha1=row[1], sha256=row[2], sha512=row[3])
+        md5, sha1, sha256, sha512 = (None if v is None else str(v) for v in row)
+        if sha256 is None:
+            return None
+        found = Checksums(size=size, md5=md5, sha1=sha1, sha256=sha256, sha512=sha512)
         if any(found.get(algorithm) is None for algorithm in require):
             return None
         return found
@@ -98,28 +111,33 @@ class HashCache:
         if not trust_recent and now - mtime_ns < _RACY_WINDOW_NS:
             return False
         digests = [checksums.get(algorithm) for algorithm in ALGORITHMS]
-        try:
-            if not self._db.in_transaction:
-                self._db.execute("BEGIN")
-            self._db.execute(
-                "INSERT OR REPLACE INTO files (path, size, mtime_ns, inode, md5, sha1, sha256, sha512)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (path, checksums.size, mtime_ns, inode, *digests),
-            )
-        except sqlite3.Error as exc:
-            raise StorageError(f"hash cache write failed: {exc}") from exc
-        self._pending += 1
-        if self._pending >= self._commit_every:
+        # Rows wait in memory and go to disk in one short transaction per batch: the cache is
+        # shared by every hc process of a user, so holding its write lock between puts would make
+        # the others wait (and a cache must never be the reason a transfer fails).
+        self._rows[path] = (path, checksums.size, mtime_ns, inode, *digests)
+        if len(self._rows) >= self._commit_every:
             self.flush()
         return True
 
     def flush(self) -> None:
-        if self._db.in_transaction:
+        """Write the waiting rows. A busy or broken cache only loses them: it is a cache."""
+        rows, self._rows = list(self._rows.values()), {}
+        if not rows:
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, inode, md5, sha1, sha256, sha512)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
                 self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StorageError(f"hash cache commit failed: {exc}") from exc
-        self._pending = 0
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            _log.debug("hash cache: %d entries not saved (%s)", len(rows), exc)
 
     def close(self) -> None:
         self.flush()

@@ -804,10 +804,17 @@ class TransferManager:
                     job, coordinator, item, ref, session, part_size, tracker
                 )
             final = session
-            await self._call(
-                coordinator,
-                lambda: remote.commit_upload(ref, final, checksums=checksums, overwrite=config.overwrite),
-            )
+            try:
+                await self._call(
+                    coordinator,
+                    lambda: remote.commit_upload(ref, final, checksums=checksums, overwrite=config.overwrite),
+                )
+            except NotFound:
+                # A commit whose answer was lost (a gateway 502, a cut connection) is retried and
+                # finds the session gone because it succeeded: the stored file says which it was.
+                stored = await self._call(coordinator, lambda: remote.stat(ref))
+                if stored is None or stored.size != checksums.size or stored.sha256 != checksums.sha256:
+                    raise
         except IntegrityError:
             # The assembled bytes are wrong: this session is useless, the next attempt opens another.
             coordinator.discard_failure_cleanups()
