@@ -10,8 +10,11 @@ Body faults (``flip``, ``short-length``, ``flip-request``) are aimed at the pack
 where the sha256 of every file is the contract: a JSON body has no end-to-end check in the Harness
 API (nor in hc), so a flipped bit there is the transport's (TCP/TLS) to catch.
 
-At 100 % faults on the package endpoints a push or pull fails cleanly: exit 1, and a ``--results``
-file naming every item as failed.
+Also here: every request failing once (each code path's retry), upload sessions under faults, 100 %
+faults (a clean exit 1 and a ``--results`` file naming every item as failed), requests that never
+answer (slow: hc's own 120 s timeouts), and descriptors left open by failed attempts.
+
+Results are in docs/RELIABILITY.md; ``-s`` prints each cell's request and fault counts.
 """
 
 from __future__ import annotations

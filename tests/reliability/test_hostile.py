@@ -285,6 +285,48 @@ def _hostile_via(loop: LoopThread, fake: HostileRegistry) -> tuple[str, ...]:
     return target(loop.serve_app(fake.app()), TOKEN)
 
 
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        'attachment; filename="/etc/passwd"',
+        "attachment; filename*=UTF-8''%00evil.txt",
+        "attachment; filename*=UTF-8''%2e%2e",
+        'attachment; filename="C:\\\\evil.txt"',
+        'attachment; filename="\\\\server\\share\\x.txt"',
+        'attachment; filename="' + "a" * 300 + '"',
+        "attachment; filename*=UTF-8''new%0Aline%1B[2J.txt",
+        "attachment; filename=\"a.txt\"; filename*=UTF-8''..%2F..%2Fb.txt",
+    ],
+    ids=lambda d: d[22:44],
+)
+def test_a_hostile_download_name_lands_inside_the_destination(
+    sandbox: Sandbox, loop: LoopThread, tmp_path: Path, disposition: str
+) -> None:
+    """Beyond tests/e2e/test_artifact_hostile.py: absolute, NUL, drive and UNC names, a name too
+    long for any file system, a newline."""
+    fake = HostileRegistry()
+    fake.add("dir/ok.txt")
+    original = fake.handle
+
+    async def with_disposition(request: web.Request) -> web.StreamResponse:
+        response = await original(request)
+        if request.path.startswith("/pkg/"):
+            response.headers["Content-Disposition"] = disposition
+        return response
+
+    fake.handle = with_disposition  # type: ignore[method-assign]
+    work = tmp_path / "work"
+    dest = work / "dest"
+    run = _pull(sandbox, _hostile_via(loop, fake), "pkg/1/dir/ok.txt", dest)
+    _no_traceback(run)
+    assert run.code in (0, 1), run
+    files = [p for p in work.rglob("*") if p.is_file()]
+    assert all(p.parent == dest for p in files), files
+    assert all(p.read_bytes() == BODY for p in files)
+    if run.code == 0:
+        assert len(files) == 1
+
+
 def test_a_symlink_planted_in_the_destination_is_not_followed_out(
     sandbox: Sandbox, loop: LoopThread, tmp_path: Path
 ) -> None:
