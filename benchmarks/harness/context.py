@@ -78,6 +78,9 @@ class Context:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "HC_"))}
         env.pop("ORG_IDENTIFIER", None)
         env.pop("PROJECT_IDENTIFIER", None)
+        # An installed hc runs from compiled bytecode; a sandbox that sets this would make every
+        # sample recompile hc's sources (~0.07 s a process) and measure that instead.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["HOME"] = str(self.home)
         env["XDG_DATA_HOME"] = str(self.home / "data")
         env["HC_HOME"] = str(hc_home or self.fresh_dir("hc-home"))

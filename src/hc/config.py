@@ -47,6 +47,7 @@ __all__ = [
     "ENV_ORG",
     "ENV_PKG_URL",
     "ENV_PROJECT",
+    "ENV_RETRY_BUDGET",
     "ENV_TO_API_KEY",
     "AuthConfig",
     "DestinationFlags",
@@ -72,6 +73,11 @@ ENV_PKG_URL = "HARNESS_PKG_URL"
 ENV_ORG = "ORG_IDENTIFIER"
 ENV_PROJECT = "PROJECT_IDENTIFIER"
 ENV_HC_HOME = "HC_HOME"
+ENV_RETRY_BUDGET = "HC_RETRY_BUDGET"
+#: A registry restart takes seconds; the Go CLI (go-retryablehttp) waits 1+2+4+8 s in all. 30 s
+#: rides out a restart or a failover without leaving a dead URL hanging for minutes.
+DEFAULT_RETRY_BUDGET = 30.0
+MAX_RETRY_BUDGET = 86400.0
 #: The destination key of a cross-server copy (``--to-token`` would show in ``ps``).
 ENV_TO_API_KEY = "HC_TO_API_KEY"
 
@@ -100,6 +106,7 @@ class GlobalFlags:
     quiet: bool = False
     insecure: bool = False
     ca_bundle: str | None = None
+    retry_budget: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +164,9 @@ class Settings:
     insecure: bool = False
     ca_bundle: Path | None = None
     hc_home: Path | None = None
+    #: how long a request keeps being retried while the registry is unreachable or answers
+    #: 502/503/504 (seconds since the first failure); 0 leaves only the attempt count
+    retry_budget: float = DEFAULT_RETRY_BUDGET
     #: facts worth telling the user with ``-v`` (where a value came from, a fallback taken)
     notes: tuple[str, ...] = ()
 
@@ -286,6 +296,23 @@ def _first(*candidates: tuple[str | None, str]) -> tuple[str | None, str]:
     return None, ""
 
 
+def _parse_retry_budget(flag: float | None, env: str | None) -> float:
+    """``--retry-budget`` > ``HC_RETRY_BUDGET`` > the default, as seconds in 0..86400."""
+    if flag is not None:
+        value, source = flag, "--retry-budget"
+    elif env is not None and env.strip():
+        source = ENV_RETRY_BUDGET
+        try:
+            value = float(env.strip())
+        except ValueError:
+            raise ConfigError(f"{ENV_RETRY_BUDGET}={env.strip()!r} is not a number of seconds") from None
+    else:
+        return DEFAULT_RETRY_BUDGET
+    if not 0 <= value <= MAX_RETRY_BUDGET:  # also refuses nan
+        raise ConfigError(f"{source} must be 0..{MAX_RETRY_BUDGET:.0f} seconds, got {value}")
+    return value
+
+
 def load_settings(*, flags: GlobalFlags, environ: Mapping[str, str], auth_file: Path | None) -> Settings:
     """Merge flags > environment > auth.json into validated ``Settings``.
 
@@ -302,6 +329,7 @@ def load_settings(*, flags: GlobalFlags, environ: Mapping[str, str], auth_file: 
         "insecure": flags.insecure,
         "ca_bundle": ca_bundle,
         "hc_home": Path(hc_home_raw).expanduser() if hc_home_raw else None,
+        "retry_budget": _parse_retry_budget(flags.retry_budget, environ.get(ENV_RETRY_BUDGET)),
     }
     notes: list[str] = []
     saved = read_auth_file(auth_file) if auth_file is not None else None

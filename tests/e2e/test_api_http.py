@@ -31,9 +31,10 @@ from hc.errors import (
     UsageError,
 )
 from hc.protocol.metadata import MetadataPair
+from hc.protocol.retry import Backoff
 
 TOKEN = "pat.acct1.keyid.s3cr3t"
-FAST = RetryPolicy(attempts=4, base_delay=0.0, max_delay=0.0)
+FAST = RetryPolicy(max_attempts=4, backoff=Backoff(base=0.0, cap=0.0))
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -343,7 +344,7 @@ async def test_non_json_success_is_a_remote_error(recorder: tuple[Recorder, str]
 
 async def test_connection_refused_is_transient(unused_tcp_port: int) -> None:
     endpoint = _endpoint(f"http://127.0.0.1:{unused_tcp_port}")
-    async with connect(endpoint, retry=RetryPolicy(attempts=2, base_delay=0.0)) as client:
+    async with connect(endpoint, retry=RetryPolicy(max_attempts=2, backoff=Backoff(base=0.0))) as client:
         with pytest.raises(TransientError, match=f"cannot connect to 127.0.0.1:{unused_tcp_port}"):
             await client.list_registries_page()
 
@@ -351,7 +352,7 @@ async def test_connection_refused_is_transient(unused_tcp_port: int) -> None:
 async def test_tls_failure_against_plain_http_is_reported(recorder: tuple[Recorder, str]) -> None:
     _, base = recorder
     endpoint = _endpoint(base.replace("http://", "https://"))
-    async with connect(endpoint, retry=RetryPolicy(attempts=1)) as client:
+    async with connect(endpoint, retry=RetryPolicy(max_attempts=1)) as client:
         with pytest.raises((RemoteError, TransientError, ConfigError)) as info:
             await client.list_registries_page()
     assert TOKEN not in str(info.value)

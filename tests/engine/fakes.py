@@ -22,7 +22,7 @@ import anyio
 
 from hc.errors import Conflict, IntegrityError, NotFound, RateLimited, RemoteError, TransientError
 from hc.protocol.digest import Checksums, MultiHasher
-from hc.transfer.plan import normalize
+from hc.protocol.ranges import normalize
 from hc.transfer.remote import (
     ByteSource,
     Capabilities,

@@ -15,7 +15,8 @@ PACKAGE, VERSION = "pkg", "1.0.0"
 
 
 def fast_config(**overrides: Any) -> TransferConfig:
-    """Small buffers and parts so a few MiB exercise splitting and sessions; near-zero backoff."""
+    """Small buffers and parts so a few MiB exercise splitting and sessions; near-zero backoff and
+    no outage time budget (tests of the budget set their own)."""
     base = TransferConfig(
         concurrency=8,
         buffer_size=64 * KiB,
@@ -26,6 +27,7 @@ def fast_config(**overrides: Any) -> TransferConfig:
         backoff_base=0.001,
         backoff_cap=0.005,
         retry_after_cap=0.05,
+        outage_budget=0.0,  # outages get max_attempts only: a persistent 503 fails fast
         hash_threads=2,
         backlog=32,
     )

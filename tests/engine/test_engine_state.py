@@ -10,11 +10,11 @@ import pytest
 import hc.transfer
 from hc.errors import NotFound, UsageError
 from hc.protocol.digest import Checksums
+from hc.protocol.ranges import ByteRange
 from hc.transfer.config import TransferConfig
 from hc.transfer.coordinator import InvalidTransition, TransferCoordinator
 from hc.transfer.hashcache import HashCache
 from hc.transfer.journal import Journal, job_key
-from hc.transfer.plan import ByteRange
 from hc.transfer.results import ItemResult, Status
 
 # --- journal --------------------------------------------------------------------------------

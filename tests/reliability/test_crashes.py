@@ -329,12 +329,6 @@ def test_server_sigkill_mid_upload_session_then_restart(sandbox: Sandbox, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an item gives up after 5 attempts with full-jitter backoff from 0.5 s (~3.75 s of "
-    "waiting on average, 7.5 s at most), so a registry that restarts in 5 s fails the items in "
-    "flight; the Go CLI (go-retryablehttp: 1+2+4+8 s) rides it out",
-)
 def test_a_push_rides_out_a_five_second_registry_restart(sandbox: Sandbox, tmp_path: Path) -> None:
     tree, server, client_log = _server_kill_scenario(
         sandbox, tmp_path, kill_when="streaming", big=(14 << 20, 12 << 20), outage=5.0

@@ -359,11 +359,6 @@ def _copied_listing(sandbox: Sandbox, registry: Registry, reg: str) -> list[tupl
     return listing_triples(list_files(sandbox, registry, reg, "pkg", "1"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hc.api sends metadata and copy writes with NO_RETRY, so one 503 or refused "
-    "connection (which prove the server did not act) fails the command; the Go CLI retries them",
-)
 @pytest.mark.parametrize("fault", [Fault.HTTP_503, Fault.REFUSE], ids=str)
 def test_a_write_refused_once_before_reaching_the_server_is_retried(
     fault: Fault, sandbox: Sandbox, loop: LoopThread, tmp_path: Path
@@ -432,7 +427,8 @@ def test_at_100_percent_push_and_pull_fail_cleanly_naming_every_item(
         _push(sandbox, target(registry, registry.token), tmp_path / "src", tmp_path / "seed.jsonl").code == 0
     )
     proxy = loop.proxy(registry.url, rate=1.0, faults=[fault], match=PKG)
-    via = target(proxy.url, registry.token)
+    # A registry that stays down is retried for --retry-budget seconds (default 30): 1 s here.
+    via = [*target(proxy.url, registry.token), "--retry-budget", "1"]
 
     push_results = tmp_path / "push.jsonl"
     push = _push(sandbox, via, tmp_path / "src", push_results, version="2")
@@ -480,7 +476,7 @@ def test_at_100_percent_on_every_request_a_command_fails_with_one_line(
     create_registry(sandbox, registry, "gen")
     make_tree(tmp_path / "src", small=3, seed=1)
     proxy = loop.proxy(registry.url, rate=1.0, faults=[Fault.HTTP_502])
-    via = target(proxy.url, registry.token)
+    via = [*target(proxy.url, registry.token), "--retry-budget", "1"]
     for run in (
         _push(sandbox, via, tmp_path / "src", tmp_path / "push.jsonl"),
         sandbox.hc(*via, "artifact", "list", "--registry", "gen"),
@@ -537,13 +533,6 @@ def test_a_download_that_never_answers_is_timed_out_and_retried(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an upload whose receiver stops reading never times out: the session timeout "
-    "(total=None, sock_read=120, src/hc/api/_http.py) does not cover writing a request body and "
-    "the engine's stall_timeout only guards downloads, so 'hc artifact push' blocks forever on a "
-    "registry (or proxy) that stalls mid-upload",
-)
 def test_an_upload_the_server_stops_reading_is_timed_out_and_retried(
     sandbox: Sandbox, loop: LoopThread, tmp_path: Path
 ) -> None:
@@ -619,14 +608,6 @@ def _open_files_under(folder: Path) -> int:
     return count
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an upload the server answers before reading its body (a 503, a 429, a reset) "
-    "abandons the body's async generator (src/hc/transfer/_files.py FileSource.open); it is "
-    "finalized in another task, where its 'finally: await anyio.to_thread.run_sync(os.close, fd)' "
-    "fails ('this borrower isn't holding any of this CapacityLimiter's tokens'), so the source "
-    "file's descriptor leaks: one per failed attempt, until a long job hits EMFILE",
-)
 def test_failed_upload_attempts_leave_no_open_files(
     sandbox: Sandbox, loop: LoopThread, tmp_path: Path
 ) -> None:

@@ -346,13 +346,6 @@ def test_a_symlink_planted_in_the_destination_is_not_followed_out(
     assert "unsafe path" in run.stderr
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="BUG (racy, so not strict): a listing that names the same path twice starts two pulls "
-    "into one '<name>.part' (src/hc/transfer/manager.py); when the entry with the wrong digest fails "
-    "it can delete the .part the good entry is writing, so neither lands. Fix: one item per "
-    "destination path (first wins, the duplicate fails as an item) before the workers start",
-)
 def test_listing_oddities_are_contained(sandbox: Sandbox, loop: LoopThread, tmp_path: Path) -> None:
     """Rooted and doubled slashes (stripped, kept inside), a file and a folder of one name, the same
     path twice with different digests: whatever ends up on disk is inside the destination and
@@ -460,12 +453,6 @@ def _run_measured(sandbox: Sandbox, tmp_path: Path, *args: str) -> tuple[int, st
     return proc.returncode, proc.stderr.decode(errors="replace"), int(peak_file.read_text())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RegistryClient._call (src/hc/api/client.py) reads a success body whole "
-    "(response.read()) with no size limit, so an enormous answer from a server costs that much "
-    "memory (and json.loads as much again) before any error",
-)
 def test_an_enormous_json_answer_is_an_error_in_bounded_memory(
     sandbox: Sandbox, loop: LoopThread, tmp_path: Path
 ) -> None:
@@ -578,12 +565,6 @@ def test_empty_long_and_non_ascii_names_round_trip(
     assert read_tree(dest) == names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a download is written to '<name>.part' (src/hc/transfer/manager.py, "
-    "_inspect_destination), 5 bytes longer than the name: a file whose name is 251-255 bytes long "
-    "can be pushed but never pulled (ENAMETOOLONG)",
-)
 def test_a_255_byte_name_round_trips(sandbox: Sandbox, registry: Registry, tmp_path: Path) -> None:
     name = "n" * 251 + ".txt"
     src = tmp_path / "src"

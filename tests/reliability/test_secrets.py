@@ -169,12 +169,6 @@ def test_hc_server_run_never_logs_keys(sandbox: Sandbox, tmp_path: Path) -> None
         assert token not in log and token.rsplit(".", 1)[-1] not in log, log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HARDENING: hc prints a server's error message as it is (hc.api._http.server_message), "
-    "so a server or proxy that echoes the request's key back in its error body gets it printed; "
-    "hc could blank out its own key from any message it prints",
-)
 def test_a_server_that_echoes_the_key_does_not_get_it_printed(
     sandbox: Sandbox, loop: LoopThread, tmp_path: Path
 ) -> None:

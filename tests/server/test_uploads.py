@@ -21,6 +21,7 @@ from hc.server import uploads as server_uploads
 from hc.server.admin import fsck
 from hc.server.app import create_app
 from hc.server.embedded import create_api_key, ensure_local_credentials
+from hc.server.metadata import Catalog
 from hc.server.state import STATE
 
 from .conftest import V3, Api
@@ -204,13 +205,6 @@ async def test_digest_mismatch_stores_nothing_and_discards_the_session(api: Api,
     assert fsck(api.data_dir).clean
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="BUG (racy, so not strict): a part whose connection died still holds its claim on its "
-    "range for a moment (src/hc/server/uploads.py write_part: live.claimed); a part for the same "
-    "bytes arriving in that moment is dropped as a duplicate and nothing is recorded. Fix: a part "
-    "whose bytes are claimed by a part in flight waits for that part's outcome instead of dropping",
-)
 async def test_short_long_and_out_of_bounds_parts_are_refused_and_not_recorded(api: Api, gen: str) -> None:
     data = os.urandom(4000)
     upload_id = (await begin(api, data))["data"]["id"]
@@ -602,3 +596,66 @@ def test_session_state_and_capabilities_json_round_trip() -> None:
         UploadCapabilities.from_json({"uploadSessions": False, "parallelParts": True}) == UploadCapabilities()
     )
     assert UploadCapabilities.from_json(None) == UploadCapabilities()
+
+
+async def _stalled_body(head: bytes, give_up: asyncio.Event) -> AsyncIterator[bytes]:
+    """A part's body that sends ``head`` and then nothing, until ``give_up`` makes it fail."""
+    yield head
+    await give_up.wait()
+    raise ConnectionResetError("the client went away")
+
+
+async def test_a_part_for_bytes_held_by_a_failing_part_waits_and_records_them(
+    long_lived: tuple[Api, Any],
+) -> None:
+    api, state = long_lived
+    await api.create_registry("gen")
+    registry = await state.db.run(Catalog.get_registry, api.account, "gen")
+    data = os.urandom(4000)
+    upload_id = (await begin(api, data))["data"]["id"]
+    give_up = asyncio.Event()
+    first = asyncio.create_task(
+        state.uploads.write_part(
+            registry,
+            upload_id,
+            content_range="bytes 0-3999/4000",
+            content_length=4000,
+            body=_stalled_body(data[:2500], give_up),
+        )
+    )
+    await asyncio.sleep(0.05)  # the first part now holds [0, 4000)
+    second = asyncio.create_task(patch(api, upload_id, data, 0, 2000))
+    await asyncio.sleep(0.05)
+    assert not second.done()  # it waits for the first part's outcome instead of dropping its bytes
+    give_up.set()
+    with pytest.raises(ConnectionResetError):
+        await first
+    await second
+    assert (await get_state(api, upload_id))["offset"] == 2000  # recorded, not dropped as a duplicate
+
+
+async def test_a_part_whose_connection_died_unnoticed_is_ended_by_the_next_part_for_its_bytes(
+    long_lived: tuple[Api, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, state = long_lived
+    monkeypatch.setattr(server_uploads, "_CLAIM_CHECK_S", 0.05)
+    await api.create_registry("gen")
+    registry = await state.db.run(Catalog.get_registry, api.account, "gen")
+    data = os.urandom(4000)
+    upload_id = (await begin(api, data))["data"]["id"]
+    stuck = asyncio.create_task(
+        state.uploads.write_part(
+            registry,
+            upload_id,
+            content_range="bytes 0-3999/4000",
+            content_length=4000,
+            body=_stalled_body(data[:2500], asyncio.Event()),  # never ends by itself
+            alive=lambda: False,
+        )
+    )
+    await asyncio.sleep(0.05)
+    await patch(api, upload_id, data, 0, 4000)
+    with pytest.raises(asyncio.CancelledError):
+        await stuck
+    await commit(api, upload_id, hashlib.sha256(data).hexdigest())
+    assert (await api.get_bytes("gen", "pkg/1.0/big.bin"))[1] == data

@@ -159,3 +159,40 @@ async def test_bulk_delete_refuses_bad_patterns_and_registries(api: Api) -> None
         json=_bulk("a*", dry_run=True, registry="nope"),
         status=404,
     )
+
+
+async def _walk_files(api: Api, query: str, size: int) -> list[str]:
+    paths: list[str] = []
+    page = 0
+    while True:
+        body = await api.json("GET", f"{V3}/files?account_identifier=local&{query}&size={size}&page={page}")
+        paths.extend(f["path"] for f in body["items"])
+        if not body["hasMore"]:
+            return paths
+        page += 1
+
+
+async def test_a_versions_files_page_in_order_and_a_write_between_pages_is_seen(api: Api) -> None:
+    await api.create_registry("gen")
+    names = [f"d{i % 3}/f{i:03d}" for i in range(40)]
+    for name in names:
+        await api.put("gen", f"pkg/1.0/{name}", name.encode() * (1 + len(name) % 4))
+    gen_id = (await _items(api, "/registries?account_identifier=local"))[0]["id"]
+    version = (await _items(api, f"/versions?account_identifier=local&registry_ids={gen_id}"))[0]["id"]
+    query = f"registry_id={gen_id}&version_id={version}"
+    expected = ["/" + n for n in sorted(names)]
+    assert await _walk_files(api, query, 7) == expected
+    assert await _walk_files(api, query + "&sort=name:desc", 6) == expected[::-1]
+    by_size = await _walk_files(api, query + "&sort=size:asc", 5)
+    assert sorted(by_size) == expected and len(by_size) == len(set(by_size))
+    assert await _walk_files(api, query + "&search_term=d1/", 4) == [p for p in expected if "/d1/" in p]
+
+    # Page 0, then a file that sorts first, then page 1: page 1 is rows 7..13 of the new listing
+    # (what LIMIT/OFFSET over the current rows gives), not a continuation of the old page 0.
+    first = await api.json("GET", f"{V3}/files?account_identifier=local&{query}&size=7&page=0")
+    assert [f["path"] for f in first["items"]] == expected[:7]
+    await api.put("gen", "pkg/1.0/a-first", b"new")
+    second = await api.json("GET", f"{V3}/files?account_identifier=local&{query}&size=7&page=1")
+    assert [f["path"] for f in second["items"]] == (["/a-first", *expected])[7:14]
+    meta = await api.json("GET", f"{V3}/files?account_identifier=local&{query}&size=7&include_meta=true")
+    assert meta["meta"]["activeCount"] == len(names) + 1

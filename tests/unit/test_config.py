@@ -332,3 +332,42 @@ def test_missing_auth_file_reads_as_none_and_delete_reports_it(tmp_path: Path) -
     write_auth_file(path, AuthConfig(base_url="https://a", token="t", account_id="a"))
     assert delete_auth_file(path) is True
     assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "expected"),
+    [
+        (None, None, 30.0),
+        (None, "5", 5.0),
+        (None, " 0 ", 0.0),
+        (2.5, "5", 2.5),  # the flag beats the environment
+        (0.0, "5", 0.0),  # 0 given on the command line is a value, not "unset"
+    ],
+)
+def test_retry_budget_from_flag_environment_or_default(
+    tmp_path: Path, flag: float | None, env: str | None, expected: float
+) -> None:
+    settings = _load(
+        tmp_path, flags=GlobalFlags(retry_budget=flag), env={} if env is None else {"HC_RETRY_BUDGET": env}
+    )
+    assert settings.retry_budget == expected
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "message"),
+    [
+        (None, "soon", "HC_RETRY_BUDGET='soon' is not a number"),
+        (None, "-1", "HC_RETRY_BUDGET must be 0..86400"),
+        (None, "nan", "HC_RETRY_BUDGET must be 0..86400"),
+        (1e9, None, "--retry-budget must be 0..86400"),
+    ],
+)
+def test_a_bad_retry_budget_is_a_config_error(
+    tmp_path: Path, flag: float | None, env: str | None, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _load(
+            tmp_path,
+            flags=GlobalFlags(retry_budget=flag),
+            env={} if env is None else {"HC_RETRY_BUDGET": env},
+        )

@@ -29,6 +29,7 @@ from hc.transfer.pacer import (
     RetryPolicy,
     call_with_retries,
     classify,
+    failing_for,
     parse_retry_after,
 )
 
@@ -36,42 +37,103 @@ R, F, A = RetryKind.RETRY, RetryKind.FATAL, RetryKind.RETRY_AFTER
 
 
 @pytest.mark.parametrize(
-    ("exc", "kind", "hint"),
+    ("exc", "kind", "hint", "outage"),
     [
-        (TransientError("connection reset"), R, None),
-        (TransientError("bad gateway", status=502), R, None),
-        (TransientError("unavailable", status=503), R, None),
-        (RateLimited("slow down", retry_after=7.5), A, 7.5),
-        (RateLimited("negative is clamped", retry_after=-3), A, 0.0),
-        (IntegrityError("sha256 mismatch"), R, None),
-        (RemoteError("server error", status=500), R, None),
-        (RemoteError("bad gateway", status=502), R, None),
-        (RemoteError("gateway timeout", status=504), R, None),
-        (RemoteError("too many", status=429), R, None),
-        (RemoteError("not implemented", status=501), F, None),
-        (RemoteError("bad request", status=400), F, None),
-        (RemoteError("no status"), F, None),
-        (NotFound("no such file", status=404), F, None),
-        (Conflict("exists", status=409), F, None),
-        (AuthError("unauthorized", status=401), F, None),
-        (PermissionDenied("forbidden", status=403), F, None),
-        (UsageError("bad flag"), F, None),
-        (UnsafePathError("../etc"), F, None),
-        (HcError("plain"), F, None),
-        (TimeoutError(), R, None),
-        (ConnectionResetError(104, "reset"), R, None),
-        (anyio.BrokenResourceError(), R, None),
-        (anyio.EndOfStream(), R, None),
-        (PermissionError(13, "denied"), F, None),
-        (FileNotFoundError(2, "missing"), F, None),
-        (ValueError("a bug"), F, None),
-        (ExceptionGroup("g", [TransientError("a"), RateLimited("b", retry_after=2)]), A, 2.0),
-        (ExceptionGroup("g", [TransientError("a"), TimeoutError()]), R, None),
-        (ExceptionGroup("g", [TransientError("a"), NotFound("b")]), F, None),
+        # outage: the registry looks unreachable or down (no connection, 502/503/504)
+        (TransientError("connection reset"), R, None, True),
+        (TransientError("cannot connect: connection refused"), R, None, True),
+        (TransientError("bad gateway", status=502), R, None, True),
+        (TransientError("unavailable", status=503), R, None, True),
+        (TransientError("gateway timeout", status=504), R, None, True),
+        (TransientError("server error", status=500), R, None, False),
+        (TransientError("too many", status=429), R, None, False),
+        (RateLimited("slow down", retry_after=7.5), A, 7.5, False),
+        (RateLimited("negative is clamped", retry_after=-3), A, 0.0, False),
+        (RateLimited("503 with Retry-After", retry_after=2, status=503), A, 2.0, True),
+        (IntegrityError("sha256 mismatch"), R, None, False),
+        (RemoteError("server error", status=500), R, None, False),
+        (RemoteError("bad gateway", status=502), R, None, True),
+        (RemoteError("gateway timeout", status=504), R, None, True),
+        (RemoteError("too many", status=429), R, None, False),
+        (RemoteError("not implemented", status=501), F, None, False),
+        (RemoteError("bad request", status=400), F, None, False),
+        (RemoteError("no status"), F, None, False),
+        (NotFound("no such file", status=404), F, None, False),
+        (Conflict("exists", status=409), F, None, False),
+        (AuthError("unauthorized", status=401), F, None, False),
+        (PermissionDenied("forbidden", status=403), F, None, False),
+        (UsageError("bad flag"), F, None, False),
+        (UnsafePathError("../etc"), F, None, False),
+        (HcError("plain"), F, None, False),
+        (TimeoutError(), R, None, True),
+        (ConnectionResetError(104, "reset"), R, None, True),
+        (anyio.BrokenResourceError(), R, None, True),
+        (anyio.EndOfStream(), R, None, True),
+        (PermissionError(13, "denied"), F, None, False),
+        (FileNotFoundError(2, "missing"), F, None, False),
+        (ValueError("a bug"), F, None, False),
+        (ExceptionGroup("g", [TransientError("a"), RateLimited("b", retry_after=2)]), A, 2.0, False),
+        (ExceptionGroup("g", [TransientError("a"), TimeoutError()]), R, None, True),
+        (ExceptionGroup("g", [TransientError("a"), IntegrityError("b")]), R, None, False),
+        (ExceptionGroup("g", [TransientError("a"), NotFound("b")]), F, None, False),
     ],
 )
-def test_classify_table(exc: BaseException, kind: RetryKind, hint: float | None) -> None:
-    assert classify(exc) == Decision(kind, hint)
+def test_classify_table(exc: BaseException, kind: RetryKind, hint: float | None, outage: bool) -> None:
+    assert classify(exc) == Decision(kind, hint, outage)
+
+
+OUT = Decision(R, outage=True)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "decision", "failing_for", "gives_up"),
+    [
+        # max_attempts=5, outage_budget=30 s
+        (1, OUT, 0.0, False),
+        (4, Decision(R), 3.0, False),
+        (5, Decision(R), 3.0, True),  # not an outage: the attempt count alone
+        (5, Decision(A, 1.0), 3.0, True),
+        (5, OUT, 3.0, False),  # an outage is retried past the count...
+        (12, OUT, 29.9, False),
+        (12, OUT, 30.0, True),  # ...until 30 s have passed since its first failure
+        (3, OUT, 500.0, False),  # and always gets its attempts, however long they took
+        (1, Decision(F), 0.0, True),
+        (1, Decision(F, outage=True), 0.0, True),
+    ],
+)
+def test_an_outage_is_retried_for_a_time_budget_other_errors_for_a_count(
+    attempt: int, decision: Decision, failing_for: float, gives_up: bool
+) -> None:
+    policy = RetryPolicy(max_attempts=5, outage_budget=30.0)
+    assert policy.gives_up(attempt, decision, failing_for) is gives_up
+
+
+def test_a_policy_without_backoff_gets_no_outage_budget() -> None:
+    # it could only spin
+    policy = RetryPolicy(max_attempts=2, backoff=Backoff(base=0.0, cap=0.0), outage_budget=30.0)
+    assert policy.gives_up(2, OUT, 0.0)
+
+
+@pytest.mark.parametrize("budget", [-1.0, 86401.0])
+def test_policy_rejects_a_bad_outage_budget(budget: float) -> None:
+    with pytest.raises(UsageError):
+        RetryPolicy(outage_budget=budget)
+
+
+def test_failing_for_counts_from_the_first_failure_of_a_run() -> None:
+    clock = [10.0]
+
+    def now() -> float:
+        return clock[0]
+
+    assert failing_for(1, clock=now) == 0.0
+    clock[0] = 14.0
+    assert failing_for(2, clock=now) == 4.0
+    clock[0] = 20.0
+    assert failing_for(3, clock=now) == 10.0
+    assert failing_for(1, clock=now) == 0.0  # progress, then a new run
+    clock[0] = 21.5
+    assert failing_for(2, clock=now) == 1.5
 
 
 @pytest.mark.parametrize(
@@ -179,7 +241,59 @@ async def test_call_with_retries_stops_at_the_attempt_limit() -> None:
         pass
 
     with pytest.raises(TransientError, match="fail 2"):
-        await call_with_retries(fn, RetryPolicy(max_attempts=3), sleep=sleep)
+        await call_with_retries(fn, RetryPolicy(max_attempts=3, outage_budget=0.0), sleep=sleep)
+    assert fn.calls == 3
+
+
+async def test_call_with_retries_rides_out_an_outage_for_its_budget() -> None:
+    """A registry that refuses connections for 20 s (a restart): five attempts would give up after
+    a few seconds; the 30 s budget keeps trying, and the attempt after the outage succeeds."""
+    clock = [0.0]
+    up_at = 20.0
+
+    async def fn() -> str:
+        if clock[0] < up_at:
+            raise TransientError("cannot connect: connection refused")
+        return "ok"
+
+    async def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    policy = RetryPolicy(max_attempts=5, backoff=Backoff(base=0.5, cap=8.0), outage_budget=30.0)
+    result = await call_with_retries(fn, policy, sleep=sleep, draw=lambda: 1.0, clock=lambda: clock[0])
+    assert result == "ok"
+    assert clock[0] >= up_at
+
+
+async def test_call_with_retries_gives_an_outage_up_after_its_budget() -> None:
+    clock = [0.0]
+    calls = 0
+
+    async def fn() -> str:
+        nonlocal calls
+        calls += 1
+        raise TransientError("unavailable", status=503)
+
+    async def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    policy = RetryPolicy(max_attempts=3, backoff=Backoff(base=1.0, cap=4.0), outage_budget=30.0)
+    with pytest.raises(TransientError):
+        await call_with_retries(fn, policy, sleep=sleep, draw=lambda: 1.0, clock=lambda: clock[0])
+    # waits 1, 2, 4, 4, ...: the first failure at 0 s, the last at or past 30 s
+    assert 30.0 <= clock[0] < 34.0
+    assert calls > 3
+
+
+async def test_a_500_keeps_the_attempt_count() -> None:
+    fn = Flaky([TransientError("server error", status=500) for _ in range(10)])
+
+    async def sleep(seconds: float) -> None:
+        pass
+
+    policy = RetryPolicy(max_attempts=3, outage_budget=30.0)
+    with pytest.raises(TransientError):
+        await call_with_retries(fn, policy, sleep=sleep, clock=lambda: 0.0)
     assert fn.calls == 3
 
 
@@ -214,3 +328,19 @@ async def test_cancellation_is_not_retried() -> None:
     with anyio.move_on_after(0.01):
         await call_with_retries(slow, RetryPolicy(max_attempts=5))
     assert calls == 1
+
+
+async def test_a_retry_after_beyond_the_cap_is_not_waited_for() -> None:
+    """A server asking for an hour gets its error shown now, not a silent hour (nor an early retry)."""
+    fn = Flaky([RateLimited("429", retry_after=3600.0), RateLimited("429", retry_after=1.0)])
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    with pytest.raises(RateLimited):
+        await call_with_retries(fn, RetryPolicy(max_attempts=5), sleep=sleep)
+    assert (fn.calls, sleeps) == (1, [])
+    fn = Flaky([RateLimited("429", retry_after=300.0)])  # at the cap: waited for
+    await call_with_retries(fn, RetryPolicy(max_attempts=5), sleep=sleep)
+    assert sleeps == [300.0]

@@ -2,7 +2,11 @@
 
 This is the boundary where aiohttp's exceptions and HTTP statuses become ``hc.errors``; nothing
 above ``hc.api`` sees an aiohttp type. Tokens go into request headers only: they are never logged,
-never put into a URL and never part of an error message.
+never put into a URL and never part of an error message. A server may still echo a key back in its
+own error text (a proxy that quotes the request, a login page): every credential hc sends is
+remembered here (``remember_secret``, called by the header builders) and blanked out of any text a
+server wrote before it becomes part of an error (``redact``), so there is exactly one place to get
+it right.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ import json
 import logging
 import random
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -34,10 +38,13 @@ from hc.errors import (
     TransientError,
 )
 from hc.protocol.headers import parse_retry_after
+from hc.protocol.retry import NO_RETRY, RetryPolicy, classify
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "NO_RETRY",
     "USER_AGENT",
+    "ConnectFailed",
     "RetryPolicy",
     "error_for_status",
     "is_loopback_url",
@@ -46,7 +53,10 @@ __all__ = [
     "open_session",
     "parse_retry_after",
     "pkg_headers",
+    "proves_not_acted",
     "raise_for_status",
+    "redact",
+    "remember_secret",
     "server_message",
     "ssl_setting",
     "with_retries",
@@ -64,14 +74,50 @@ _MAX_MESSAGE: Final = 300
 _MAX_ERROR_BODY: Final = 64 * 1024
 
 
+class ConnectFailed(TransientError):
+    """No connection could be made (refused, unreachable, DNS): the request never reached the server,
+    so even a write is safe to send again; a registry that restarts looks like this for a while."""
+
+
+#: Credentials (and their secret parts) this process has sent; see ``redact``.
+_SECRETS: set[str] = set()
+#: A part shorter than this is not blanked on its own: it would blank ordinary words.
+_MIN_SECRET_PART: Final = 8
+_REDACTED: Final = "***"
+
+
+def remember_secret(value: str | None) -> None:
+    """Remember a credential hc sends, so that ``redact`` blanks it (and its secret parts) out of
+    any text a server sends back. Called wherever an auth header is built."""
+    if not value or value in _SECRETS:
+        return
+    _SECRETS.add(value)
+    # A server may echo only part of it: the value after an auth scheme ("Bearer x", "Basic x",
+    # "CIManager x"), or a PAT's secret tail ("pat.<account>.<keyid>.<secret>").
+    for part in (value.split(" ", 1)[-1], value.rsplit(".", 1)[-1]):
+        if len(part) >= _MIN_SECRET_PART:
+            _SECRETS.add(part)
+
+
+def redact(text: str) -> str:
+    """``text`` with every remembered credential blanked out (longest first, so a whole key goes
+    in one piece rather than leaving its prefix behind)."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
 def management_headers(token: str) -> dict[str, str]:
     """v1/v2/v3 management calls authenticate with ``x-api-key`` (as the Go CLI)."""
+    remember_secret(token)
     return {"x-api-key": token}
 
 
 def pkg_headers(token: str) -> dict[str, str]:
     """Package endpoints: a CI JWT (``CIManager…``) goes raw in ``Authorization`` (no ``Bearer``),
     any other key in ``x-api-key``; this is what the Go CLI settled on (commit 3841e11)."""
+    remember_secret(token)
     if token.startswith("CIManager"):
         return {"Authorization": token}
     return {"x-api-key": token}
@@ -144,7 +190,7 @@ def map_http_errors(method: str, url: str) -> Iterator[None]:
         raise RemoteError(f"TLS handshake with {exc.host}:{exc.port} failed: {exc.os_error}") from exc
     except aiohttp.ClientConnectorError as exc:
         reason = exc.os_error.strerror or str(exc)
-        raise TransientError(f"cannot connect to {exc.host}:{exc.port}: {reason}") from exc
+        raise ConnectFailed(f"cannot connect to {exc.host}:{exc.port}: {reason}") from exc
     except aiohttp.ClientResponseError as exc:
         raise error_for_status(exc.status, message=exc.message, where=where) from exc
     except aiohttp.InvalidURL as exc:
@@ -154,7 +200,8 @@ def map_http_errors(method: str, url: str) -> Iterator[None]:
     except TimeoutError as exc:
         raise TransientError(f"{where}: timed out") from exc
     except aiohttp.ClientError as exc:
-        detail = str(exc) or type(exc).__name__
+        # aiohttp's text may quote what the server sent (a status line, a header)
+        detail = redact(str(exc)) or type(exc).__name__
         raise TransientError(f"{where}: {detail}") from exc
 
 
@@ -178,8 +225,9 @@ async def raise_for_status(response: aiohttp.ClientResponse) -> None:
 def error_for_status(
     status: int, *, message: str | None, where: str, retry_after: str | None = None
 ) -> HcError:
-    """The error for an HTTP status; ``message`` is the server's own explanation when it gave one."""
-    detail = f": {message}" if message else ""
+    """The error for an HTTP status; ``message`` is the server's own explanation when it gave one
+    (blanked of any credential it echoes)."""
+    detail = f": {redact(message)}" if message else ""
     if status == 401:
         return AuthError(
             f"authentication failed (HTTP 401){detail or ': the server refused the key'}", status=status
@@ -206,7 +254,8 @@ def error_for_status(
 def server_message(body: bytes) -> str | None:
     """The explanation in a Harness error body: ``{code, message}`` (v1/v2) or ``{error: {message}}``
     (v3); otherwise the first line of a short text body. Control characters are dropped so a server
-    cannot write terminal escapes into our output."""
+    cannot write terminal escapes into our output, and a credential it echoes is blanked out (before
+    the message is shortened, which could otherwise leave part of it)."""
     if not body:
         return None
     text = body.decode("utf-8", errors="replace")
@@ -228,50 +277,34 @@ def server_message(body: bytes) -> str | None:
         message = text.strip().splitlines()[0] if text.strip() else None
     if not isinstance(message, str) or not message.strip():
         return None
-    clean = "".join(ch if ch.isprintable() else " " for ch in message.strip())
+    clean = "".join(ch if ch.isprintable() else " " for ch in redact(message.strip()))
     return clean if len(clean) <= _MAX_MESSAGE else clean[: _MAX_MESSAGE - 1] + "…"
 
 
-@dataclass(frozen=True, kw_only=True)
-class RetryPolicy:
-    """Retries for idempotent requests: ``attempts`` tries in all, exponential backoff with jitter
-    starting at ``base_delay``, capped at ``max_delay``; a server's Retry-After beats the backoff.
-
-    (The transfer engine has its own, fuller pacer; this covers listing and lookups.)
-    """
-
-    attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-    #: a longer Retry-After than this is not waited for: the error goes to the caller
-    max_retry_after: float = 120.0
-
-    def backoff(self, attempt: int) -> float:
-        """Delay before retry number ``attempt`` (0-based): half fixed, half random ("equal jitter")."""
-        ceiling = min(self.max_delay, self.base_delay * (2.0**attempt))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-NO_RETRY: Final = RetryPolicy(attempts=1)
+def proves_not_acted(error: HcError) -> bool:
+    """Whether a failure proves the server did not act on the request, so that even a write that
+    is not idempotent can be sent again: no connection was made, or the answer was 429 or 503
+    (the server refusing to take the request on)."""
+    return isinstance(error, ConnectFailed) or error.status in (429, 503)
 
 
 async def with_retries(call: Callable[[], Awaitable[_T]], *, policy: RetryPolicy, what: str) -> _T:
-    """Run ``call`` until it succeeds, fails with a non-transient error, or attempts run out."""
+    """Run ``call`` until it succeeds, fails with an error not worth retrying, or the policy gives
+    up (``hc.protocol.retry``: the engine's rule, without its shared rate gate)."""
     attempt = 0
+    first_failure: float | None = None
     while True:
+        attempt += 1
         try:
             return await call()
         except TransientError as exc:
-            attempt += 1
-            if attempt >= policy.attempts:
+            decision = classify(exc)
+            now = time.monotonic()
+            first_failure = now if first_failure is None else first_failure
+            if policy.gives_up(attempt, decision, now - first_failure):
                 raise
-            if isinstance(exc, RateLimited):
-                if exc.retry_after > policy.max_retry_after:
-                    raise
-                delay = exc.retry_after
-            else:
-                delay = policy.backoff(attempt - 1)
-            log.debug("%s: %s; retry %d/%d in %.2fs", what, exc, attempt, policy.attempts - 1, delay)
+            delay = policy.backoff.delay(attempt, decision, random.random())
+            log.debug("%s: %s; retry %d in %.2fs", what, exc, attempt, delay)
             await asyncio.sleep(delay)
 
 

@@ -10,6 +10,13 @@ Go ``hc`` sends:
   resolved through ``/registries``, ``/packages`` and ``/versions`` with ``search_term`` (a
   substring match: the exact name is picked out of the results);
 - ``POST v3 /bulkdelete`` and ``POST v2 /copy`` (query only, no body).
+
+File listings page by offset (``page=N``), so a file added while a listing walks its pages pushes
+rows already seen onto the next page; ``iter_files`` drops a path it has already yielded. Offsets
+cannot do better than that: a file deleted meanwhile can hide another, and with pages fetched
+concurrently (the look-ahead) a file added meanwhile can push a row past a page already fetched. A
+listing taken while the version changes is therefore not a snapshot (it never was: the Go CLI's
+sequential walk misses rows on deletions); one taken after the change is exact.
 """
 
 from __future__ import annotations
@@ -19,10 +26,10 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
-from hc.api._http import NO_RETRY
+from hc.api._http import NO_RETRY, proves_not_acted, with_retries
 from hc.api.client import RegistryClient
 from hc.api.pagination import CursorPage, NumberedPage, iter_cursor_pages, iter_numbered_pages
-from hc.errors import RemoteError
+from hc.errors import Conflict, RemoteError, TransientError
 from hc.protocol.models import (
     ArtifactV1,
     ArtifactVersionV1,
@@ -42,6 +49,10 @@ _T = TypeVar("_T")
 LIST_ALL_PAGE_SIZE: Final = 100
 #: v3 page size for name lookups (a search may match many similar names).
 LOOKUP_PAGE_SIZE: Final = 100
+#: File-listing pages requested ahead of the one being read. A v3 page carries no page count, so
+#: pages past the end may be asked for (at most this many, less for short listings: the window
+#: grows as pages keep saying hasMore); 8 hides a WAN round trip behind the server's time per page.
+FILES_LOOKAHEAD: Final = 8
 
 
 @dataclass(frozen=True)
@@ -271,9 +282,19 @@ class ArtifactClient:
         return await self._v3_page(V3Paths.files, params, FileV3.from_json, page=page, size=size)
 
     async def iter_files(
-        self, *, registry_id: str, version_id: str, page_size: int = 100, search_term: str | None = None
+        self,
+        *,
+        registry_id: str,
+        version_id: str,
+        page_size: int = 100,
+        search_term: str | None = None,
+        lookahead: int = FILES_LOOKAHEAD,
+        expected_count: int | None = None,
     ) -> AsyncIterator[FileV3]:
-        """Every file of one version, streamed page by page (the next page fetched meanwhile)."""
+        """Every file of one version, each path once, streamed page by page in order (up to
+        ``lookahead`` pages fetched concurrently ahead of the one being read). ``expected_count``
+        (the version's ``fileCount``, when known) lets the look-ahead stop at the expected end
+        instead of asking for a few empty pages past it."""
 
         async def fetch(index: int) -> CursorPage[FileV3]:
             return await self.files_page(
@@ -284,17 +305,29 @@ class ArtifactClient:
                 search_term=search_term,
             )
 
-        async with aclosing(iter_cursor_pages(fetch)) as pages:
+        # Offset paging: a file added meanwhile (a push to this version) shifts rows already seen
+        # onto a later page. The set of paths is this walk's memory cost: it holds the listing's
+        # own path strings (which a caller that keeps the entries holds anyway) and adds ~32 bytes
+        # of set per file, 32 MiB for a million files (measured): acceptable next to the entries
+        # themselves. Keyed by path, not id: a path is what must appear once (a row listed again
+        # with other digests was overwritten meanwhile; the first one stands).
+        seen: set[str] = set()
+        expected_pages = None if expected_count is None else -(-max(expected_count, 0) // max(page_size, 1))
+        walk = iter_cursor_pages(fetch, lookahead=lookahead, expected_pages=expected_pages)
+        async with aclosing(walk) as pages:
             async for page in pages:
                 for file in page.items:
-                    yield file
+                    if file.path not in seen:
+                        seen.add(file.path)
+                        yield file
 
     # -- writes ----------------------------------------------------------------------------------
 
     async def bulk_delete(
         self, *, registry: str, packages: str, versions: str = "", force: bool = False, dry_run: bool
     ) -> BulkDeleteResult:
-        """``POST v3 /bulkdelete`` with the Go CLI's body; a dry run only reports what matches."""
+        """``POST v3 /bulkdelete`` with the Go CLI's body; a dry run only reports what matches.
+        Sent once: a repeat after a lost answer would report "nothing matched" for what it deleted."""
         body = await self._client.request(
             "POST",
             V3Paths.bulkdelete,
@@ -348,7 +381,35 @@ class ArtifactClient:
         if artifact_type:
             params.append(("artifact_type", artifact_type))
         params.extend(("filters", f"{k}:{v}") for k, v in (artifact_key or {}).items())
-        body = await self._client.request("POST", V2Paths.copy, params=params, retry=NO_RETRY)
+        # Retried on every transient failure, as the Go CLI (go-retryablehttp) does: a copy is
+        # safe to repeat on a registry that treats a file already copied with the same bytes as
+        # done (the embedded one does). But an attempt whose answer was lost (a reset, a timeout, a
+        # 502 from a proxy after the registry acted) may have copied already, and a registry that
+        # refuses to copy onto an existing version then answers 409. That 409 cannot tell our own
+        # earlier attempt from a version someone else made, so it stays an error, one that says
+        # so; after failures that prove the registry did not act (no connection, 429, 503), a 409
+        # is a plain conflict.
+        maybe_acted: list[TransientError] = []
+
+        async def once() -> Any:
+            try:
+                return await self._client.request("POST", V2Paths.copy, params=params, retry=NO_RETRY)
+            except TransientError as exc:
+                if not proves_not_acted(exc):
+                    maybe_acted.append(exc)
+                raise
+            except Conflict as exc:
+                if not maybe_acted:
+                    raise
+                raise Conflict(
+                    f"{exc}; an earlier attempt of this copy failed ({maybe_acted[-1]}) and may have "
+                    f"copied {package}/{version} already: check registry {dest_registry!r}",
+                    status=exc.status,
+                ) from exc
+
+        body = await with_retries(
+            once, policy=self._client.retry_policy, what=f"copy {package}/{version} to {dest_registry}"
+        )
         status = body.get("status") if isinstance(body, dict) else None
         if isinstance(status, str) and status.upper() in ("FAILURE", "ERROR"):
             raise RemoteError(f"the server could not copy {package}/{version}: status {status}")

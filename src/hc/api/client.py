@@ -2,8 +2,9 @@
 
 One method per operation; each builds its path from ``hc.protocol.routes`` (path parameters escaped
 like Go's ``url.PathEscape``, query arrays repeating the key), sends what the Go ``hc`` sends, and
-returns plain data. Errors arrive as ``hc.errors`` (see ``_http``); GETs are retried on transient
-failures, writes are not (a retried POST could create twice).
+returns plain data. Errors arrive as ``hc.errors`` (see ``_http``). GETs and the writes that are
+safe to repeat (metadata set/delete) are retried on transient failures; a write that could act
+twice (create, delete) is sent once. A success body is read up to ``MAX_JSON_BODY``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,6 +48,13 @@ _CHECK_TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
 _MANAGEMENT_TIMEOUT: Final = aiohttp.ClientTimeout(total=120, sock_connect=30)
 #: Page size used when hc walks every page itself (the Go default of 10 would mean many round trips).
 LIST_ALL_PAGE_SIZE: Final = 100
+#: The largest management (JSON) answer hc reads. The largest legitimate one is a listing page: hc
+#: asks for at most 1000 rows, about 1 KiB each with four digests and a download URL, so ~1 MiB; a
+#: user's --page-size can ask for more, but a 64x margin covers any page a registry would serve.
+#: Beyond it the answer is refused rather than read: a body costs its size in memory, and as much
+#: again (several times, as Python objects) once decoded.
+MAX_JSON_BODY: Final = 64 * 1024 * 1024
+_READ_CHUNK: Final = 256 * 1024
 
 JSONObject = dict[str, Any]
 
@@ -102,6 +110,15 @@ class RegistryClient:
     def session(self) -> aiohttp.ClientSession:
         """The HTTP session (shared with the package-endpoint client of the same command)."""
         return self._session
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retries for requests that are safe to repeat (for sibling clients' own loops)."""
+        return self._retry
+
+    def with_endpoint(self, endpoint: Endpoint) -> RegistryClient:
+        """A client for another endpoint (a scope, a package URL) on this one's session and retries."""
+        return RegistryClient(session=self._session, endpoint=endpoint, retry=self._retry)
 
     # -- registries (v1) ---------------------------------------------------------------------
 
@@ -275,13 +292,11 @@ class RegistryClient:
     ) -> Any:
         validate_registry_identifier(registry)
         try:
-            return await self._call(
-                method,
-                V2Paths.metadata,
-                params=params,
-                json_body=json_body,
-                retry=None if method == "GET" else NO_RETRY,
-            )
+            # Every metadata call is retried like a GET, writes included: POST sets the pairs it
+            # names (overwriting by key) and DELETE removes them, so sending either again after an
+            # answer was lost leaves the registry as one success would; the Go CLI's
+            # go-retryablehttp retries them too.
+            return await self._call(method, V2Paths.metadata, params=params, json_body=json_body)
         except NotFound as exc:
             if package:  # the package or version may be what is missing: keep the server's word
                 raise
@@ -303,7 +318,10 @@ class RegistryClient:
     async def check_account(self) -> JSONObject:
         """Validate the key: ``GET {api}/ng/api/accounts/{account}`` must answer 200 with JSON."""
         path = ACCOUNT_CHECK.format(account=path_escape(self.endpoint.account))
-        body = await self._call("GET", path, timeout=_CHECK_TIMEOUT)
+        # Quick or broken (as the Go CLI's 10 s check): a mistyped URL at login should fail in
+        # seconds, not wait out a registry restart.
+        quick = replace(self._retry, outage_budget=0.0)
+        body = await self._call("GET", path, timeout=_CHECK_TIMEOUT, retry=quick)
         if not isinstance(body, dict):
             raise RemoteError("the account check did not answer with a JSON object")
         return body
@@ -364,7 +382,7 @@ class RegistryClient:
                         (time.monotonic() - started) * 1000,
                     )
                     await raise_for_status(response)
-                    raw = await response.read()
+                    raw = await _read_capped(response, method=method, url=url)
             return _decode_json(raw, method=method, url=url)
 
         return await with_retries(once, policy=policy, what=f"{method} {url.path}")
@@ -394,7 +412,24 @@ async def connect(
         yield RegistryClient(session=session, endpoint=endpoint, retry=retry)
 
 
-def _decode_json(raw: bytes, *, method: str, url: URL) -> Any:
+async def _read_capped(response: aiohttp.ClientResponse, *, method: str, url: URL) -> bytearray:
+    """The body, read in chunks up to ``MAX_JSON_BODY``; RemoteError (nothing more is read, the
+    connection is dropped) as soon as it is known to be larger."""
+    too_big = RemoteError(
+        f"{method} {url.with_query(None)}: the answer is larger than {MAX_JSON_BODY >> 20} MiB, "
+        "far more than any page; refused"
+    )
+    if response.content_length is not None and response.content_length > MAX_JSON_BODY:
+        raise too_big
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(_READ_CHUNK):
+        body += chunk
+        if len(body) > MAX_JSON_BODY:
+            raise too_big
+    return body
+
+
+def _decode_json(raw: bytes | bytearray, *, method: str, url: URL) -> Any:
     if not raw.strip():
         return None
     try:

@@ -39,6 +39,7 @@ from hc.api._http import (
     map_http_errors,
     open_session,
     raise_for_status,
+    remember_secret,
     with_retries,
 )
 from hc.api.files import RemoteFeatures
@@ -352,6 +353,9 @@ async def open_webdav(
         headers["Authorization"] = f"Basic {token}"
     elif password:
         headers["Authorization"] = f"Bearer {password}"
+    # a server's error text never carries them back to the terminal (see hc.api._http.redact)
+    remember_secret(password)
+    remember_secret(headers.get("Authorization"))
     async with open_session(
         insecure=insecure,
         trust_env=not is_loopback_url(url),

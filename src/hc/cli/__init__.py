@@ -10,11 +10,8 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,36 +19,26 @@ from typing import Any
 import click
 
 from hc import __version__
-from hc.cli._group import AliasGroup, global_options
-from hc.cli.artifact import artifact_group
-from hc.cli.auth import auth_group
+from hc.cli._group import AliasGroup, LazyCommand, global_options
 from hc.cli.context import CliState
-from hc.cli.registry import registry_group
 from hc.errors import ExitCode, HcError
 
-__all__ = ["cli", "main", "run_and_map_errors"]
+__all__ = ["COMMANDS", "cli", "main", "run_and_map_errors"]
 
-#: Commands owned by other modules, imported only when used (``hc server`` pulls in aiohttp.web).
-_LAZY_COMMANDS = {"server": ("hc.cli.server", "server_group")}
+#: Every command group is imported only when it runs (``hc server`` alone pulls in aiohttp.web and
+#: the registry's storage), so ``hc artifact list`` does not pay for ``hc registry migrate``.
+COMMANDS: dict[str, LazyCommand] = {
+    "artifact": LazyCommand(
+        "hc.cli.artifact", "artifact_group", "Push, pull and manage artifacts (alias: art)."
+    ),
+    "auth": LazyCommand("hc.cli.auth", "auth_group", "Log in to Harness, show the login, log out."),
+    "registry": LazyCommand("hc.cli.registry", "registry_group", "Manage registries (alias: reg)."),
+    "server": LazyCommand("hc.cli.server", "server_group", "Run and maintain the embedded registry."),
+}
 
 
 class HcGroup(AliasGroup):
-    """The root group: lazy subcommands, and ``main`` that maps every outcome to an exit code."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        names = set(super().list_commands(ctx))
-        names.update(name for name, (module, _) in _LAZY_COMMANDS.items() if _module_exists(module))
-        return sorted(names)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        command = super().get_command(ctx, cmd_name)
-        if command is None and cmd_name in _LAZY_COMMANDS:
-            module_name, attribute = _LAZY_COMMANDS[cmd_name]
-            if _module_exists(module_name):
-                loaded = getattr(importlib.import_module(module_name), attribute)
-                if isinstance(loaded, click.Command):
-                    return loaded
-        return command
+    """The root group: ``main`` maps every outcome to an exit code."""
 
     def main(  # type: ignore[override]
         self,
@@ -104,6 +91,8 @@ def run_and_map_errors(call: Callable[[], Any], *, state: CliState) -> int:
     except Exception as exc:
         _error(f"internal error: {exc!r}")
         if state.verbose:
+            import traceback  # only for this rare case: it is not cheap to import
+
             click.echo(traceback.format_exc().rstrip(), err=True)
         return ExitCode.FAILED
     finally:
@@ -121,10 +110,9 @@ def cli() -> None:
     """
 
 
-cli.add_command(registry_group)
-cli.add_command(auth_group)
-cli.add_command(artifact_group)
 assert isinstance(cli, AliasGroup)
+for _name, _command in COMMANDS.items():
+    cli.add_lazy(_name, _command)
 cli.add_alias("reg", "registry")
 cli.add_alias("art", "artifact")
 
@@ -143,13 +131,6 @@ def _home() -> Path:
         return Path.home()
     except RuntimeError:  # no HOME and no passwd entry: keep going, auth.json just is not found
         return Path(os.sep, "nonexistent")
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def _silence_stdout() -> None:

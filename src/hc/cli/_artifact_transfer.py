@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from hc.api import RegistryClient, connect
+from hc.api import RegistryClient
 from hc.api.files import HarnessRemote
 from hc.cli._transfer import TransferJob, TransferOptions, job_state, read_retry_set
-from hc.cli.context import Target, open_target
+from hc.cli.context import Target, connect_target, open_target
 from hc.config import Settings
 from hc.errors import NotFound, UnsafePathError, UsageError
 from hc.protocol.identifiers import (
@@ -68,14 +68,7 @@ async def _client(
 ) -> AsyncIterator[tuple[Target, RegistryClient]]:
     async with AsyncExitStack() as stack:
         target = await stack.enter_async_context(open_target(settings, notify=job.notice))
-        client = await stack.enter_async_context(
-            connect(
-                target.endpoint,
-                insecure=target.insecure,
-                ca_bundle=target.ca_bundle,
-                connections=concurrency,
-            )
-        )
+        client = await stack.enter_async_context(connect_target(target, connections=concurrency))
         yield target, client
 
 
@@ -132,7 +125,7 @@ async def push_generic(
             job.journal = state.journal_path
             manager = TransferManager(
                 remote,
-                options.engine_config(),
+                options.engine_config(retry_budget=settings.retry_budget),
                 journal=state.journal,
                 hash_cache=state.hash_cache,
                 accounting=job.accounting,
@@ -227,7 +220,7 @@ async def pull_generic(
             job.journal = state.journal_path
             manager = TransferManager(
                 remote,
-                options.engine_config(),
+                options.engine_config(retry_budget=settings.retry_budget),
                 journal=state.journal,
                 hash_cache=state.hash_cache,
                 accounting=job.accounting,

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, TextIO
 
-from hc.api import RegistryClient, connect
+from hc.api import RegistryClient
 from hc.api.artifacts import ArtifactClient
 from hc.api.files import HarnessRemote
 from hc.cli import render
 from hc.cli._bulk_select import Selection, Target, select_targets
 from hc.cli._transfer import job_state
-from hc.cli.context import Notify, open_target
+from hc.cli.context import Notify, connect_target, open_target
 from hc.cli.context import Target as ServerTarget
 from hc.cli.progress import Progress, ProgressMode, format_duration
 from hc.config import OutputFormat, Settings
@@ -66,8 +66,8 @@ class BulkOptions:
     shard: Shard | None = None
     progress: ProgressMode = ProgressMode.AUTO
 
-    def config(self) -> TransferConfig:
-        return TransferConfig(concurrency=self.concurrency, dry_run=self.dry_run)
+    def config(self, *, retry_budget: float) -> TransferConfig:
+        return TransferConfig(concurrency=self.concurrency, dry_run=self.dry_run, outage_budget=retry_budget)
 
 
 # -- what the user sees ----------------------------------------------------------------------------
@@ -227,11 +227,7 @@ async def _connected(
 ) -> AsyncIterator[tuple[ServerTarget, RegistryClient]]:
     async with AsyncExitStack() as stack:
         target = await stack.enter_async_context(open_target(settings, notify=notify))
-        client = await stack.enter_async_context(
-            connect(
-                target.endpoint, insecure=target.insecure, ca_bundle=target.ca_bundle, connections=concurrency
-            )
-        )
+        client = await stack.enter_async_context(connect_target(target, connections=concurrency))
         yield target, client
 
 
@@ -330,7 +326,7 @@ async def tag_metadata(
                     key=lambda t: t.key,
                     act=act,
                     plan=plan,
-                    config=options.config(),
+                    config=options.config(retry_budget=settings.retry_budget),
                     accounting=report.accounting,
                     journal=state.journal,
                     action="delete" if request.delete else "set",
@@ -432,7 +428,7 @@ async def copy_versions(
                         targets,
                         key=lambda t: t.key,
                         act=server_copy,
-                        config=options.config(),
+                        config=options.config(retry_budget=settings.retry_budget),
                         accounting=report.accounting,
                         journal=state.journal,
                         action="server-copy",
@@ -463,7 +459,7 @@ async def copy_versions(
         )
         src_remote = await HarnessRemote.open(client, request.src_registry)
         dst_remote = await HarnessRemote.open(dest_client, request.dest_registry)
-        lister = TransferManager(src_remote, TransferConfig())
+        lister = TransferManager(src_remote, TransferConfig(outage_budget=settings.retry_budget))
         identity = [
             "copy",
             _server_name(source),
@@ -538,7 +534,11 @@ async def copy_versions(
                     key=lambda t: t.key,
                     act=file_copy,
                     plan=plan,
-                    config=TransferConfig(concurrency=min(options.concurrency, 8), dry_run=options.dry_run),
+                    config=TransferConfig(
+                        concurrency=min(options.concurrency, 8),
+                        dry_run=options.dry_run,
+                        outage_budget=settings.retry_budget,
+                    ),
                     accounting=report.accounting,
                     journal=state.journal,
                     action="stream-copy",

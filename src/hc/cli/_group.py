@@ -1,4 +1,9 @@
-"""Click building blocks shared by hc's commands: aliases, global options, the state object.
+"""Click building blocks shared by hc's commands: aliases, lazy subcommands, global options, the
+state object.
+
+Subcommands that need heavy imports (the transfer engine, the server) are registered as
+``LazyCommand``s: their module is imported when the command is resolved, not when hc starts, and
+the parent's ``--help`` lists them by a summary, so start-up pays only for the command at hand.
 
 Global options (``--format``, ``--api-url``, ``-v`` …) are accepted both before the command, as on
 the root group, and after it (``hc registry list --format json``), as the Go CLI's persistent flags
@@ -8,31 +13,81 @@ are; the later occurrence wins. On leaf commands they are hidden from ``--help``
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
 
+from hc.cli._options import option_group
 from hc.cli.context import CliState
 
-__all__ = ["AliasGroup", "global_options", "pass_state", "prompt_allowed"]
+__all__ = ["AliasGroup", "LazyCommand", "echo_text", "global_options", "pass_state", "prompt_allowed"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+@dataclass(frozen=True)
+class LazyCommand:
+    """A subcommand defined as ``attribute`` of ``module``, imported when first resolved.
+
+    ``summary`` stands in for the command's help in its parent's command list; it is the first
+    sentence of the command's own help (a unit test keeps the two the same)."""
+
+    module: str
+    attribute: str
+    summary: str
+
+    def load(self) -> click.Command:
+        command = getattr(importlib.import_module(self.module), self.attribute)
+        if not isinstance(command, click.Command):  # pragma: no cover - a wrong table entry
+            raise TypeError(f"{self.module}.{self.attribute} is not a click command")
+        return command
+
+
 class AliasGroup(click.Group):
-    """A group whose commands may have aliases (``hc reg`` for ``hc registry``)."""
+    """A group whose commands may have aliases (``hc reg`` for ``hc registry``) and may be lazy."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.aliases: dict[str, str] = {}
+        self.lazy: dict[str, LazyCommand] = {}
 
     def add_alias(self, alias: str, name: str) -> None:
         self.aliases[alias] = name
 
+    def add_lazy(self, name: str, command: LazyCommand) -> None:
+        self.lazy[name] = command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
+        name = self.aliases.get(cmd_name, cmd_name)
+        command = super().get_command(ctx, name)
+        if command is None and name in self.lazy:
+            command = self.lazy[name].load()
+            self.add_command(command, name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # As click's, but a lazy command not loaded yet is listed by its summary (a stand-in with
+        # that help shortens it exactly as click shortens the real one), so --help imports nothing.
+        rows: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            lazy = self.lazy.get(name)
+            if lazy is not None and name not in self.commands:
+                rows.append((name, click.Command(name, help=lazy.summary)))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in rows])
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -98,19 +153,21 @@ def _global_option_specs(hidden: bool) -> list[tuple[str, Callable[[_F], _F]]]:
             type=click.Path(dir_okay=False),
             help="Also trust the CA certificates in FILE.",
         ),
+        option(
+            "--retry-budget",
+            name="retry_budget",
+            metavar="SECONDS",
+            type=click.FloatRange(min=0),
+            help="Keep retrying a registry that is unreachable or answers 502/503/504 for up to "
+            "SECONDS [env: HC_RETRY_BUDGET; default: 30; 0: only the attempt count].",
+        ),
     ]
 
 
 def global_options(*, hidden: bool = True, exclude: Sequence[str] = ()) -> Callable[[_F], _F]:
     """Attach the global options to a command (``exclude`` names options it defines itself)."""
 
-    def decorate(func: _F) -> _F:
-        for name, attach in reversed(_global_option_specs(hidden)):
-            if name not in exclude:
-                func = attach(func)
-        return func
-
-    return decorate
+    return option_group(*(attach for name, attach in _global_option_specs(hidden) if name not in exclude))
 
 
 def pass_state(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -120,6 +177,12 @@ def pass_state(func: Callable[..., Any]) -> Callable[..., Any]:
         return func(_state(click.get_current_context()), *args, **kwargs)
 
     return functools.update_wrapper(wrapper, func)
+
+
+def echo_text(text: str) -> None:
+    """Print ``text`` and a line break on stdout, or nothing at all when it is empty."""
+    if text:
+        click.echo(text)
 
 
 def prompt_allowed() -> bool:

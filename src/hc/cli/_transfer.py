@@ -64,8 +64,13 @@ class TransferOptions:
     retry_failed: Path | None = None
     progress: ProgressMode = ProgressMode.AUTO
 
-    def engine_config(self) -> TransferConfig:
-        return TransferConfig(concurrency=self.concurrency, overwrite=self.overwrite, dry_run=self.dry_run)
+    def engine_config(self, *, retry_budget: float) -> TransferConfig:
+        return TransferConfig(
+            concurrency=self.concurrency,
+            overwrite=self.overwrite,
+            dry_run=self.dry_run,
+            outage_budget=retry_budget,
+        )
 
 
 def read_retry_set(path: Path) -> frozenset[str]:

@@ -11,21 +11,33 @@ and the settings, loaded lazily so ``hc auth`` and ``--help`` work whatever the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
-from hc.api import Endpoint, RegistryClient, connect
-from hc.config import GlobalFlags, Settings, auth_file_path, load_settings
+from hc.config import DEFAULT_RETRY_BUDGET, GlobalFlags, Settings, auth_file_path, load_settings
 from hc.errors import ConfigError
 
-__all__ = ["CliState", "Notify", "Target", "embedded_data_dir", "open_client", "open_target", "run_async"]
+if TYPE_CHECKING:
+    # At run time hc.api (and aiohttp with it, the biggest import of hc) is imported by the
+    # functions that connect, so ``--help`` and ``hc auth`` start without it.
+    from hc.api import Endpoint, RegistryClient
+
+__all__ = [
+    "CliState",
+    "Notify",
+    "Target",
+    "embedded_data_dir",
+    "open_client",
+    "open_target",
+    "run_async",
+    "run_job",
+]
 
 log = logging.getLogger("hc.cli")
 
@@ -46,6 +58,7 @@ class Target:
     data_dir: Path | None = None
     insecure: bool = False
     ca_bundle: Path | None = None
+    retry_budget: float = DEFAULT_RETRY_BUDGET
 
 
 def embedded_data_dir(settings: Settings) -> Path:
@@ -62,6 +75,8 @@ def embedded_data_dir(settings: Settings) -> Path:
 @asynccontextmanager
 async def open_target(settings: Settings, *, notify: Notify = _stderr_notice) -> AsyncIterator[Target]:
     """Resolve (and for the embedded registry, start) the target for one command."""
+    from hc.api import Endpoint
+
     if not settings.uses_embedded:
         assert settings.api_url and settings.pkg_url and settings.account and settings.token
         yield Target(
@@ -76,6 +91,7 @@ async def open_target(settings: Settings, *, notify: Notify = _stderr_notice) ->
             embedded=False,
             insecure=settings.insecure,
             ca_bundle=settings.ca_bundle,
+            retry_budget=settings.retry_budget,
         )
         return
     data_dir = embedded_data_dir(settings)
@@ -101,6 +117,7 @@ async def open_target(settings: Settings, *, notify: Notify = _stderr_notice) ->
             ),
             embedded=True,
             data_dir=data_dir,
+            retry_budget=settings.retry_budget,
         )
 
 
@@ -109,16 +126,59 @@ async def open_client(
     settings: Settings, *, notify: Notify = _stderr_notice
 ) -> AsyncIterator[RegistryClient]:
     """``open_target`` plus a ``RegistryClient`` (and its HTTP session) for it."""
-    async with (
-        open_target(settings, notify=notify) as target,
-        connect(target.endpoint, insecure=target.insecure, ca_bundle=target.ca_bundle) as client,
-    ):
+    async with open_target(settings, notify=notify) as target, connect_target(target) as client:
+        yield client
+
+
+@asynccontextmanager
+async def connect_target(target: Target, *, connections: int | None = None) -> AsyncIterator[RegistryClient]:
+    """A ``RegistryClient`` for ``target`` with its TLS and retry settings; ``connections``: how many
+    requests the caller runs at once (sizes the connection pool)."""
+    from hc.api import RetryPolicy, connect
+
+    async with connect(
+        target.endpoint,
+        insecure=target.insecure,
+        ca_bundle=target.ca_bundle,
+        retry=RetryPolicy(outage_budget=target.retry_budget),
+        connections=connections,
+    ) as client:
         yield client
 
 
 def run_async(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run one command's coroutine on a fresh asyncio loop (aiohttp needs asyncio)."""
-    return asyncio.run(coro)
+    # The result goes out through a holder, not as the main task's result: on its way out
+    # (Python 3.11) asyncio.run may format the task's repr, result included, which for a big
+    # result is seconds of CPU.
+    import asyncio  # here, like hc.api: what only a running command needs is not loaded by --help
+
+    results: list[_T] = []
+
+    async def main() -> None:
+        results.append(await coro)
+
+    asyncio.run(main())
+    return results[0]
+
+
+class Job(Protocol):
+    """A push, pull, migration or bulk job's reporter, as ``run_job`` drives it."""
+
+    def interrupted(self, *, details: dict[str, Any]) -> BaseException: ...
+
+    def close(self) -> None: ...
+
+
+def run_job(job: Job, work: Coroutine[Any, Any, _T], *, details: dict[str, Any]) -> _T:
+    """``run_async`` for a job: Ctrl-C becomes the job's report of what it did and the error to
+    exit with (130, run again to resume), and the job's progress display is closed either way."""
+    try:
+        return run_async(work)
+    except KeyboardInterrupt:
+        raise job.interrupted(details=details) from None
+    finally:
+        job.close()
 
 
 @dataclass(kw_only=True)

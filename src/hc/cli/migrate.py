@@ -22,8 +22,16 @@ import click
 
 from hc.cli import render
 from hc.cli._group import global_options, pass_state
+from hc.cli._options import (
+    BARS_OR_LINES,
+    concurrency_option,
+    dry_run_option,
+    progress_option,
+    results_option,
+    shard_option,
+)
 from hc.cli._transfer import TransferJob, TransferOptions, job_state
-from hc.cli.context import CliState, run_async
+from hc.cli.context import CliState, run_job
 from hc.cli.progress import ProgressMode, format_duration
 from hc.config import OutputFormat, Settings
 from hc.errors import HcError, UsageError
@@ -184,11 +192,9 @@ def _print(stream: TextIO, text: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Migration config (YAML, the Go hc's schema; ${VAR} expanded from the environment).",
 )
-@click.option(
-    "--concurrency", type=click.IntRange(1, 1024), help="Requests in flight (overrides the config)."
-)
+@concurrency_option("Requests in flight (overrides the config).", default=None)
 @click.option("--overwrite", is_flag=True, help="Copy even files the destination already holds identically.")
-@click.option("--dry-run", is_flag=True, help="Write the plan (JSON lines) and change nothing.")
+@dry_run_option("Write the plan (JSON lines) and change nothing.")
 @click.option(
     "--plan",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -199,19 +205,9 @@ def _print(stream: TextIO, text: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="With --dry-run: write the plan to this file instead of stdout.",
 )
-@click.option(
-    "--results",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write one JSON line per file (status, path, size, sha256, error).",
-)
-@click.option("--shard", metavar="K/N", help="Only versions this shard owns (0-based K of N).")
-@click.option(
-    "--progress",
-    type=click.Choice([m.value for m in ProgressMode]),
-    default=ProgressMode.AUTO.value,
-    show_default=True,
-    help="Bars on a terminal (auto), a status line every few seconds (plain), or none.",
-)
+@results_option("Write one JSON line per file (status, path, size, sha256, error).")
+@shard_option("Only versions this shard owns (0-based K of N).")
+@progress_option(BARS_OR_LINES)
 @click.option("--summary", is_flag=True, help="Accepted for compatibility (the summary is always printed).")
 @global_options()
 @pass_state
@@ -259,12 +255,9 @@ def migrate_command(
     )
     stdout, stderr = sys.stdout, sys.stderr
     details: dict[str, Any] = {"command": "registry migrate", "config": str(config_path)}
-    try:
-        outcome, stats = run_async(migrate(settings, config, options, request, job, stdout=stdout))
-    except KeyboardInterrupt:
-        raise job.interrupted(details=details) from None
-    finally:
-        job.close()
+    outcome, stats = run_job(
+        job, migrate(settings, config, options, request, job, stdout=stdout), details=details
+    )
     plan_on_stdout = options.dry_run and plan_out is None
     if settings.output_format is not OutputFormat.TABLE and not plan_on_stdout:
         document = {**details, **outcome.to_json(), "dry_run": options.dry_run}

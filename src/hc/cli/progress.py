@@ -16,17 +16,16 @@ thread; refreshes are throttled, so a job of a million small files does not spen
 from __future__ import annotations
 
 import contextlib
-import enum
 import math
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import anyio
-from tqdm import tqdm
 
+from hc.cli._options import ProgressMode
 from hc.cli.render import human_size
 from hc.transfer.accounting import (
     Accounting,
@@ -38,6 +37,9 @@ from hc.transfer.accounting import (
     Stats,
 )
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 __all__ = ["Progress", "ProgressMode", "format_duration", "resolve_mode", "status_line"]
 
 #: Files at least this large get a bar of their own in ``bar`` mode.
@@ -46,13 +48,6 @@ MAX_FILE_BARS: Final = 4
 #: Seconds between refreshes of the bars, and between plain status lines.
 BAR_INTERVAL: Final = 0.2
 PLAIN_INTERVAL: Final = 5.0
-
-
-class ProgressMode(enum.StrEnum):
-    AUTO = "auto"
-    BAR = "bar"
-    PLAIN = "plain"
-    NONE = "none"
 
 
 def resolve_mode(mode: ProgressMode, *, stream: TextIO, quiet: bool = False) -> ProgressMode:
@@ -135,7 +130,7 @@ class Progress:
     def _on_bar_event(self, event: Event) -> None:
         if isinstance(event, ItemStarted):
             if event.size >= LARGE_FILE and self._free_positions:
-                self._file_bars[event.path] = tqdm(
+                self._file_bars[event.path] = _tqdm()(
                     total=event.size,
                     initial=event.resumed,
                     desc=_short(event.path),
@@ -190,7 +185,7 @@ class Progress:
 
     def _bar(self) -> tqdm[Any]:
         if self._overall is None:
-            self._overall = tqdm(
+            self._overall = _tqdm()(
                 total=0,
                 desc=self._label,
                 unit="B",
@@ -207,7 +202,7 @@ class Progress:
     def write(self, message: str) -> None:
         """Print a line (a warning, a failed item) without tearing the bars."""
         if self.mode is ProgressMode.BAR and not self._closed and (self._overall or self._file_bars):
-            tqdm.write(message, file=self._stream)
+            _tqdm().write(message, file=self._stream)
         else:
             self._print(message)
 
@@ -251,3 +246,11 @@ class Progress:
 
 def _short(path: str, limit: int = 30) -> str:
     return path if len(path) <= limit else "…" + path[-(limit - 1) :]
+
+
+def _tqdm() -> type[tqdm[Any]]:
+    # Imported on first use: only bar mode (stderr is a terminal) draws bars, and importing tqdm
+    # costs more start-up time than a whole re-push of unchanged files spends on its work.
+    from tqdm import tqdm
+
+    return tqdm

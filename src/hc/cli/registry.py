@@ -15,9 +15,8 @@ import click
 
 from hc.api import RegistryPage
 from hc.cli import render
-from hc.cli._group import AliasGroup, global_options, pass_state, prompt_allowed
+from hc.cli._group import AliasGroup, LazyCommand, global_options, pass_state, prompt_allowed
 from hc.cli.context import CliState, Notify, open_client, run_async
-from hc.cli.migrate import migrate_command
 from hc.config import OutputFormat, Settings
 from hc.errors import HcError, UsageError
 from hc.protocol.identifiers import validate_registry_identifier
@@ -181,9 +180,7 @@ def render_registries(listing: RegistryListing, output_format: OutputFormat) -> 
 def _render_pairs(pairs: Sequence[MetadataPair], output_format: OutputFormat, message: str) -> str:
     if output_format is OutputFormat.TABLE:
         return message
-    return render.render_items(
-        [p.to_json() for p in pairs], columns=render.METADATA_COLUMNS, output_format=output_format
-    )
+    return render.render_metadata([p.to_json() for p in pairs], output_format)
 
 
 def _echo(text: str) -> None:
@@ -294,14 +291,7 @@ def metadata_get_command(state: CliState, registry: str) -> None:
     """Show the registry's metadata."""
     settings = state.settings()
     items = run_async(get_metadata(settings, registry=registry, notify=state.notice))
-    _echo(
-        render.render_items(
-            items,
-            columns=render.METADATA_COLUMNS,
-            output_format=settings.output_format,
-            empty_message="No metadata found",
-        )
-    )
+    _echo(render.render_metadata(items, settings.output_format))
 
 
 @metadata_group.command("set")
@@ -333,4 +323,13 @@ def metadata_delete_command(state: CliState, registry: str, metadata: str) -> No
         _echo(_render_pairs(pairs, settings.output_format, message))
 
 
-registry_group.add_command(migrate_command)
+# Loaded only when it runs: it brings the migration engine and the transfer engine with it.
+registry_group.add_lazy(
+    "migrate",
+    LazyCommand(
+        "hc.cli.migrate",
+        "migrate_command",
+        "Migrate artifacts from another registry (HAR, or an HTTP/WebDAV file tree) into Harness or an hc "
+        "registry, as the config file's mappings say.",
+    ),
+)

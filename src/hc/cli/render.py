@@ -3,6 +3,9 @@
 Tables follow the Go CLI's column mappings (``[(json key, header), ...]``) and its ``-`` for a
 missing value, but numbers print as integers (never ``1e+06``) and sizes as ``1.5 MiB``. Every
 cell is reduced to one printable line, so a server cannot break the table or send terminal escapes.
+
+``ItemStream`` renders a listing item by item in constant memory (a version can hold a million
+files); ``render_items`` is the same output for a list already in memory.
 """
 
 from __future__ import annotations
@@ -12,21 +15,25 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Final
-
-import yaml
+from typing import TYPE_CHECKING, Any, Final
 
 from hc.config import OutputFormat
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = [
     "METADATA_COLUMNS",
     "REGISTRY_COLUMNS",
+    "TABLE_SAMPLE_ROWS",
     "Column",
+    "ItemStream",
     "format_cell",
     "format_size",
     "human_size",
     "page_line",
     "render_items",
+    "render_metadata",
     "render_table",
     "to_json",
     "to_yaml",
@@ -44,6 +51,9 @@ REGISTRY_COLUMNS: Final[Sequence[Column]] = (
     ("url", "Link"),
 )
 METADATA_COLUMNS: Final[Sequence[Column]] = (("key", "Key"), ("value", "Value"))
+
+#: A streamed table sizes its columns from this many first rows (one page of hc's listings).
+TABLE_SAMPLE_ROWS: Final = 1000
 
 _MISSING: Final = "-"
 _UNITS: Final = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
@@ -114,13 +124,85 @@ def render_table(
     formatters: Mapping[str, CellFormatter] | None = None,
 ) -> str:
     """Aligned columns under a header and a dashed rule; no trailing spaces."""
-    formatters = formatters or {}
-    headers = [header for _, header in columns]
-    body = [[formatters.get(key, format_cell)(row.get(key)) for key, _ in columns] for row in rows]
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *body, strict=False)]
-    lines = [_line(headers, widths), _line(["-" * w for w in widths], widths)]
-    lines.extend(_line(cells, widths) for cells in body)
-    return "\n".join(lines)
+    stream = ItemStream(OutputFormat.TABLE, columns=columns, formatters=formatters, table_sample=None)
+    return _joined(stream, rows)
+
+
+class ItemStream:
+    """Renders a listing one item at a time, in constant memory, exactly as ``render_items``
+    renders the same items at once (tables: as long as they fit in the sample, see below).
+
+    ``add(item)`` and ``close()`` return the text to write now (possibly empty); together they
+    are the whole output, ending with a newline unless it is empty. Nothing is returned before the
+    first item, so an error on the first page leaves no half-written document behind.
+
+    - JSON: one array; each item is dumped with the array's indentation and the ``[`` / ``,`` /
+      ``]`` come between them, so the text is byte for byte ``json.dumps(items, indent=2)``.
+    - YAML: each item is the block sequence entry that dumping ``[item]`` makes; entries of a
+      block sequence simply follow each other, so their concatenation is the dump of the list.
+    - table: column widths come from the header and the first ``table_sample`` rows (every row
+      when it is None), which are held back until then. Widths cannot be known before the last
+      row without holding every row, and a fixed width would either waste a line on short paths or
+      cut long ones; a later, wider cell widens only its own line (it is never cut).
+    """
+
+    def __init__(
+        self,
+        output_format: OutputFormat,
+        *,
+        columns: Sequence[Column] = (),
+        formatters: Mapping[str, CellFormatter] | None = None,
+        empty_message: str | None = None,
+        table_sample: int | None = TABLE_SAMPLE_ROWS,
+    ) -> None:
+        self._format = output_format
+        self._columns = columns
+        self._formatters = formatters or {}
+        self._empty_message = empty_message
+        self._sample_size = table_sample
+        self._held: list[list[str]] = []
+        self._widths: list[int] | None = None
+        self._count = 0
+
+    @property
+    def count(self) -> int:
+        """Items added so far."""
+        return self._count
+
+    def add(self, item: Mapping[str, Any]) -> str:
+        self._count += 1
+        first = self._count == 1
+        if self._format is OutputFormat.JSON:
+            return ("[\n" if first else ",\n") + _indent(to_json(item))
+        if self._format is OutputFormat.YAML:
+            return _yaml_text([item])
+        cells = [self._formatters.get(key, format_cell)(item.get(key)) for key, _ in self._columns]
+        if self._widths is not None:
+            return _line(cells, self._widths) + "\n"
+        self._held.append(cells)
+        if self._sample_size is not None and len(self._held) >= self._sample_size:
+            return self._release()
+        return ""
+
+    def close(self) -> str:
+        if self._format is OutputFormat.JSON:
+            return "\n]\n" if self._count else "[]\n"
+        if self._format is OutputFormat.YAML:
+            return "" if self._count else "[]\n"
+        if self._count == 0:
+            return f"{self._empty_message}\n" if self._empty_message else ""
+        return self._release() if self._widths is None else ""
+
+    def _release(self) -> str:
+        """Fix the column widths from what is held, and return the header and the held rows."""
+        headers = [header for _, header in self._columns]
+        widths = [len(header) for header in headers]
+        for cells in self._held:
+            widths = [max(width, len(cell)) for width, cell in zip(widths, cells, strict=True)]
+        lines = [_line(headers, widths), _line(["-" * w for w in widths], widths)]
+        lines.extend(_line(cells, widths) for cells in self._held)
+        self._widths, self._held = widths, []
+        return "\n".join(lines) + "\n"
 
 
 def render_items(
@@ -132,13 +214,17 @@ def render_items(
     empty_message: str | None = None,
 ) -> str:
     """Items in the chosen format. An empty table prints ``empty_message`` (or nothing)."""
-    if output_format is OutputFormat.JSON:
-        return to_json(items)
-    if output_format is OutputFormat.YAML:
-        return to_yaml(items)
-    if not items:
-        return empty_message or ""
-    return render_table(items, columns, formatters=formatters)
+    stream = ItemStream(
+        output_format, columns=columns, formatters=formatters, empty_message=empty_message, table_sample=None
+    )
+    return _joined(stream, items)
+
+
+def render_metadata(items: Sequence[Mapping[str, Any]], output_format: OutputFormat) -> str:
+    """Metadata pairs (``{"key", "value"}`` items): a Key/Value table, or the list as JSON/YAML."""
+    return render_items(
+        items, columns=METADATA_COLUMNS, output_format=output_format, empty_message="No metadata found"
+    )
 
 
 def page_line(*, index: int, count: int, total: int | None) -> str:
@@ -151,7 +237,27 @@ def to_json(value: object) -> str:
 
 
 def to_yaml(value: object) -> str:
-    return yaml.safe_dump(value, sort_keys=True, default_flow_style=False, allow_unicode=True).rstrip("\n")
+    return _yaml_text(value).rstrip("\n")
+
+
+def _yaml_text(value: object) -> str:
+    # Imported here: only YAML output needs it. libyaml's dumper, when built, is 5x faster than the
+    # pure-Python one and writes the same text, except that it folds long double-quoted strings
+    # (ones with control characters) at other places; both read back to the same value.
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(value, Dumper=dumper, sort_keys=True, default_flow_style=False, allow_unicode=True)
+
+
+def _joined(stream: ItemStream, items: Iterable[Mapping[str, Any]]) -> str:
+    text = "".join(stream.add(item) for item in items) + stream.close()
+    return text.removesuffix("\n")
+
+
+def _indent(text: str) -> str:
+    # JSON text has a line break only where indentation put one (strings escape theirs).
+    return "  " + text.replace("\n", "\n  ")
 
 
 def _format_float(value: float) -> str:

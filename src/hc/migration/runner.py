@@ -29,7 +29,7 @@ from typing import Final
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from hc.api import Endpoint, RegistryClient, connect
+from hc.api import Endpoint, RegistryClient, RetryPolicy, connect
 from hc.api.files import HarnessRemote
 from hc.api.webdav import RAW_PACKAGE, RAW_VERSION, WebDavClient, WebDavRemote, open_webdav
 from hc.config import Settings, account_from_token
@@ -82,7 +82,10 @@ async def run_migration(
     """Migrate every mapping; returns the summary of all of them (failed items do not raise)."""
     hooks = _Hooks(warn=warn, notice=notice, plan_sink=plan_sink)
     engine = TransferConfig(
-        concurrency=options.concurrency, overwrite=options.overwrite, dry_run=options.dry_run
+        concurrency=options.concurrency,
+        overwrite=options.overwrite,
+        dry_run=options.dry_run,
+        outage_budget=settings.retry_budget,
     )
     async with AsyncExitStack() as stack:
         dest_base = await stack.enter_async_context(
@@ -144,6 +147,7 @@ async def _connect_har(
         endpoint,
         insecure=cfg.insecure or settings.insecure,
         ca_bundle=settings.ca_bundle,
+        retry=RetryPolicy(outage_budget=settings.retry_budget),
         connections=connections,
     ) as client:
         if role == "source" and cfg.api_endpoint is None:
@@ -153,7 +157,7 @@ async def _connect_har(
             except HcError:
                 pkg = None
             if pkg and not _same(pkg, cfg.endpoint):
-                client = RegistryClient(session=client.session, endpoint=replace(endpoint, pkg_url=pkg))
+                client = client.with_endpoint(replace(endpoint, pkg_url=pkg))
         yield client
 
 
@@ -163,7 +167,7 @@ def _same(left: str, right: str) -> bool:
 
 def _scoped(client: RegistryClient, where: RegistryPath) -> RegistryClient:
     endpoint = replace(client.endpoint, org=where.org, project=where.project)
-    return RegistryClient(session=client.session, endpoint=endpoint)
+    return client.with_endpoint(endpoint)
 
 
 async def _destination_remote(client: RegistryClient, mapping: MappingConfig) -> HarnessRemote:

@@ -24,6 +24,7 @@ from hc.errors import UsageError
 
 from .app import create_app, drain, open_store
 from .embedded import create_api_key, ensure_local_credentials
+from .memory import limit_malloc_arenas
 from .metadata import Catalog
 
 __all__ = ["FsckReport", "create_api_key", "fsck", "run_server"]
@@ -38,6 +39,7 @@ def run_server(
     shutdown_timeout: float = 30.0,
 ) -> None:
     """Serve until SIGINT/SIGTERM. ``on_ready(base_url)`` is called once the port accepts connections."""
+    limit_malloc_arenas()  # before asyncio and the store start their threads
     asyncio.run(_serve(Path(data_dir), host, port, on_ready, shutdown_timeout))
 
 

@@ -30,6 +30,7 @@ from .metadata import Catalog, Database, now_ms
 from .middlewares import auth_middleware, error_middleware, inflight_middleware
 from .paths import StoreLayout
 from .routes import accounts, files, uploads, v1, v2, v3
+from .smallputs import SmallPuts
 from .state import STATE, ServerState
 from .uploads import UploadSessions, sweep_uploads
 
@@ -118,7 +119,8 @@ async def _resources(
         uploads=UploadSessions(
             layout=blobs.layout, db=db, blobs=blobs, executor=executor, ttl_s=upload_ttl_s
         ),
-        small_blobs=SmallBlobs(blobs, executor),
+        small_blobs=(small := SmallBlobs(blobs, executor)),
+        small_puts=SmallPuts(blobs, small, db),
     )
     state.idle.set()
     app[STATE] = state

@@ -27,6 +27,7 @@ from hc.errors import StorageError, UsageError
 
 from .app import create_app, drain
 from .auth import issue_key, token_digest
+from .memory import limit_malloc_arenas
 from .metadata import Catalog, Database
 from .paths import StoreLayout
 
@@ -129,6 +130,7 @@ async def serve_embedded(
     data_dir: Path, *, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[EmbeddedServer]:
     """Serve the registry at ``data_dir`` on ``host:port`` (0 = a free port) in this event loop."""
+    limit_malloc_arenas()  # the whole process (client and server) receives and sends the bodies
     loop = asyncio.get_running_loop()
     credentials = await loop.run_in_executor(None, ensure_local_credentials, Path(data_dir))
     app = create_app(data_dir=Path(data_dir))

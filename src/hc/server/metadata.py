@@ -33,6 +33,7 @@ import re
 import sqlite3
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -363,6 +364,12 @@ _SORT_COLUMNS: Final = {
 }
 
 
+#: where each sortable files column is in a row of Catalog._FILE_COLUMNS
+_FILE_SORT_INDEX: Final = {"path": 1, "size": 2, "created_at": 7}
+#: listing cursors kept (a few concurrent walks, two cursors a page)
+_MAX_CURSORS: Final = 256
+
+
 def _registry_from(row: Sequence[Any], stats: bool = False) -> RegistryRow:
     return RegistryRow(
         id=row[0],
@@ -406,6 +413,12 @@ class Catalog:
             path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=True
         )
         self._blob_hooks = blob_hooks
+        #: bumped by every write transaction of this connection (PRAGMA data_version counts the
+        #: other connections' commits): listing cursors are valid for one (data_version, writes)
+        self._writes = 0
+        #: (listing, offset, generation) → sort key of the row just before ``offset`` (see
+        #: _list_version_files): the next page of a walk starts there instead of skipping rows
+        self._cursors: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
         conn = self._conn
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -435,6 +448,7 @@ class Catalog:
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
+        self._writes += 1
         try:
             yield conn
         except BaseException:
@@ -450,6 +464,7 @@ class Catalog:
         candidates: list[str] = []
         trashed: list[Path] = []
         conn.execute("BEGIN IMMEDIATE")
+        self._writes += 1
         try:
             yield conn, candidates
             orphans = [d for d in dict.fromkeys(candidates) if not self._referenced(d)]
@@ -878,8 +893,7 @@ class Catalog:
         where: list[str] = []
         params = self._registry_filter(account, spaces, registry_ids, where)
         if version_id is not None:
-            where.append("v.id = ?")
-            params.append(version_id)
+            return self._list_version_files(version_id, package_uuid, where, params, query)
         if package_uuid is not None:
             where.append("p.uuid = ?")
             params.append(package_uuid)
@@ -891,6 +905,77 @@ class Catalog:
                   JOIN registries r ON r.id = p.registry_id JOIN accounts a ON a.id = r.account_id
                   WHERE {" AND ".join(where)}""" + _order("file", query, "f.id")
         rows, total = self._page(sql, params, query)
+        return [(self._file_from(row[:11]), _registry_from(row[11:])) for row in rows], total
+
+    def _list_version_files(
+        self, version_id: int, package_uuid: str | None, where: list[str], params: list[Any], query: ListQuery
+    ) -> tuple[list[tuple[FileRow, RegistryRow]], int | None]:
+        """One page of one version's files, costing O(page size) however deep the page is.
+
+        The registry filters hold for all of a version's files or for none, so they are checked
+        once; the page is then picked from the files table alone, over its (version_id, path)
+        index, and joined afterwards. A page that continues the previous one (the usual walk:
+        page n+1 right after page n) starts from that page's last row (keyset) instead of
+        skipping ``offset`` rows; any write to the store drops those cursors, so the answer is
+        always exactly what ``LIMIT/OFFSET`` over the current rows gives."""
+        gate = list(where)
+        gate_params = list(params)
+        if package_uuid is not None:
+            gate.append("p.uuid = ?")
+            gate_params.append(package_uuid)
+        allowed = self._conn.execute(
+            f"""SELECT 1 FROM versions v JOIN packages p ON p.id = v.package_id
+                JOIN registries r ON r.id = p.registry_id JOIN accounts a ON a.id = r.account_id
+                WHERE v.id = ? AND {" AND ".join(gate)}""",
+            [version_id, *gate_params],
+        ).fetchone()
+        if allowed is None:
+            return [], (0 if query.count_total else None)
+        order = _order("file", query, "f.id")  # validates the sort field
+        column = _SORT_COLUMNS["file"][query.sort]
+        bare = column.removeprefix("f.")
+        direction = "DESC" if query.descending else "ASC"
+        inner = ["version_id = ?"]
+        inner_params: list[Any] = [version_id]
+        if query.search:
+            inner.append("path LIKE ? ESCAPE '\\'")
+            inner_params.append(_like(query.search))
+        generation = (self._conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
+        listing = (version_id, query.search, bare, direction)
+        total = None
+        if query.count_total:  # v1 pages carry the total: count once per walk, not once a page
+            counted = self._cursors.get((listing, "total", generation))
+            if counted is None:
+                count = self._conn.execute(
+                    f"SELECT COUNT(*) FROM files WHERE {' AND '.join(inner)}", inner_params
+                ).fetchone()[0]
+                counted = self._cursors[(listing, "total", generation)] = (count, 0)
+            total = int(counted[0])
+        cursor = self._cursors.get((listing, query.offset, generation)) if query.offset else None
+        skip = query.offset
+        if cursor is not None:
+            inner.append(f"({bare}, id) {'<' if query.descending else '>'} (?, ?)")
+            inner_params.extend(cursor)
+            skip = 0
+        rows = list(
+            self._conn.execute(
+                f"""SELECT {self._FILE_COLUMNS}, {_REGISTRY_COLUMNS}
+                    FROM files f JOIN versions v ON v.id = f.version_id JOIN packages p ON p.id = v.package_id
+                    JOIN registries r ON r.id = p.registry_id JOIN accounts a ON a.id = r.account_id
+                    WHERE f.id IN (SELECT id FROM files WHERE {" AND ".join(inner)}
+                                   ORDER BY {bare} {direction}, id {direction} LIMIT ? OFFSET ?)"""
+                + order,
+                [*inner_params, query.limit, skip],
+            )
+        )
+        key_index = _FILE_SORT_INDEX[bare]
+        # The next page starts after the last row (pages of ``limit``) or after the one before it
+        # (v3 asks for one row more than it shows, to learn whether there are more).
+        for i in (len(rows) - 1, len(rows) - 2):
+            if i >= 0:
+                self._cursors[(listing, query.offset + i + 1, generation)] = (rows[i][key_index], rows[i][0])
+        while len(self._cursors) > _MAX_CURSORS:
+            self._cursors.popitem(last=False)
         return [(self._file_from(row[:11]), _registry_from(row[11:])) for row in rows], total
 
     @staticmethod
@@ -1379,6 +1464,16 @@ class Database:
             return fn(self._catalog, *args, **kwargs)
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
+
+    def call(self, fn: Callable[Concatenate[Catalog, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run a Catalog call right here: only from a function that ``run_on_thread`` runs."""
+        return self._call(fn, *args, **kwargs)
+
+    async def run_on_thread(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn`` on the database thread, where it may use ``call`` (e.g. to store a group's
+        bodies and record their rows in one hop: hc.server.smallputs)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     async def run(self, fn: Callable[Concatenate[Catalog, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ from .auth import TokenCache
 from .blobs import BlobStore, SmallBlobs
 from .metadata import Database, RegistryRow
 from .paths import StoreLayout
+from .smallputs import SmallPuts
 from .uploads import UploadSessions
 
 __all__ = ["ACCOUNT", "STATE", "ServerState"]
@@ -28,6 +29,8 @@ class ServerState:
     uploads: UploadSessions
     #: group writer (one hop, one flush per batch) for bodies up to blobs.SMALL_BODY
     small_blobs: SmallBlobs
+    #: small PUTs: bodies and rows of a group in one hop on the database thread
+    small_puts: SmallPuts
     tokens: TokenCache = field(default_factory=TokenCache)
     #: (account, identifier) → (registry, expiry): the files endpoints look a registry up on every
     #: request; a stale entry is harmless because the upload's transaction re-checks the registry.

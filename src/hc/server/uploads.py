@@ -7,9 +7,11 @@ The wire protocol is described in ``hc.protocol.uploads``; this module is what s
   full disk is reported then, not half-way). Parts are streamed in ≥ 1 MiB batches and written in
   place with ``pwritev`` on worker threads; a part's range is added to the row only after all its
   bytes are in the file, so a server restart keeps exactly the acknowledged parts.
-- The first copy of a byte wins. A part writes only the bytes that are neither received nor being
-  written by another part in flight (its *fresh* ranges, decided before any I/O), and records
-  only those. Re-sends are therefore idempotent, and bytes already hashed can never change.
+- The first copy of a byte wins. A part writes only the bytes that are not received yet (its
+  *fresh* ranges, decided before any I/O), and records only those. Re-sends are therefore
+  idempotent, and bytes already hashed can never change. A part whose range overlaps a part still
+  in flight first waits for that part's outcome: the other part may yet fail (a dead connection),
+  and its bytes must then be this part's to write, not silently dropped as duplicates.
 - Hashing is incremental over the contiguous prefix. A part that starts where the hash stands
   feeds its bytes to the four hash lanes (``LaneHashers``) as they stream, so a sequential upload
   is fully hashed when its last part lands and the commit reads nothing back. Parts that arrive
@@ -44,7 +46,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +67,7 @@ from hc.protocol.uploads import (
     subtract_ranges,
 )
 
-from .blobs import BATCH, BlobStore, LaneHashers
+from .blobs import BlobStore, LaneHashers
 from .metadata import Catalog, Database, FileRow, PutOutcome, RegistryRow, UploadRow, now_ms
 from .paths import StoreLayout
 
@@ -75,6 +77,14 @@ log = logging.getLogger("hc.server")
 
 _SUFFIX: Final = ".data"
 _ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
+#: How often a part waiting for the bytes another part claims checks that the other's connection
+#: is still open.
+_CLAIM_CHECK_S: Final = 1.0
+#: A part hands its bytes to the writer and the hash lanes in batches of this size (two batches in
+#: memory per part: the one being written and hashed, the one arriving). Parts arrive several at
+#: once (hc sends 4), so this is smaller than a whole-file PUT's blobs.BATCH: at 4 MiB, a 1 GiB
+#: upload in 4 parts held ~55 MiB of buffers and the process peaked at ~160 MiB RSS.
+PART_BATCH: Final = 1 << 20
 #: At most this many buffers per pwritev call (Linux IOV_MAX is 1024).
 _MAX_IOV: Final = 512
 
@@ -94,12 +104,43 @@ class _Live:
     hash_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: ranges being written by parts in flight (disjoint from each other and from the received ones)
     claimed: list[Range] = field(default_factory=list)
+    #: who holds each claimed range: the part's task and whether its connection is still open
+    owners: dict[Range, _Owner] = field(default_factory=dict)
+    #: set (and replaced) whenever a part in flight gives its claims up, recorded or not
+    released: asyncio.Event = field(default_factory=asyncio.Event)
     #: the contiguous received prefix as last recorded here (the catch-up hashes up to it)
     offset: int = 0
     committing: bool = False
 
     def reset_hash(self) -> None:
         self.hashers, self.hashed = LaneHashers(), 0
+
+    def owners_of(self, part: Range) -> list[_Owner]:
+        """The parts in flight that claim some byte of ``part``."""
+        start, end = part
+        return [self.owners[c] for c in self.claimed if c[0] < end and start < c[1]]
+
+    def claim(self, ranges: Sequence[Range], owner: _Owner) -> None:
+        self.claimed.extend(ranges)
+        for rng in ranges:
+            self.owners[rng] = owner
+
+    def release(self, ranges: Sequence[Range]) -> None:
+        for rng in ranges:
+            self.claimed.remove(rng)
+            del self.owners[rng]
+        released, self.released = self.released, asyncio.Event()
+        released.set()
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class _Owner:
+    task: asyncio.Task[Any] | None
+    alive: Callable[[], bool]
+
+
+def _always_alive() -> bool:
+    return True
 
 
 def _create_data_file(path: Path, size: int) -> None:
@@ -332,8 +373,10 @@ class UploadSessions:
         content_range: str | None,
         content_length: int | None,
         body: AsyncIterator[bytes],
+        alive: Callable[[], bool] = _always_alive,
     ) -> UploadRow:
-        """Store one part. Nothing of it is recorded unless every byte of its range arrived."""
+        """Store one part. Nothing of it is recorded unless every byte of its range arrived.
+        ``alive`` says whether the part's connection is still open (see the wait for claims)."""
         row = await self.load(registry, upload_id)
         part = parse_part_content_range(content_range, row.size)
         if part.length > self.max_part_size:
@@ -346,10 +389,27 @@ class UploadSessions:
                 f"({part.length} bytes); nothing was recorded"
             )
         live = self._live_for(row)
-        # Decided before the first await: the bytes this part writes are claimed at once, so no
+        # Bytes claimed by a part in flight are not this part's to write, but that part may still
+        # fail (its connection may have died and its handler not yet noticed): wait for its
+        # outcome, then decide from the ranges recorded by then. Dropping this part's copy instead
+        # would answer success for bytes that end up recorded by nobody.
+        while owners := live.owners_of((part.start, part.end)):
+            try:
+                await asyncio.wait_for(live.released.wait(), _CLAIM_CHECK_S)
+            except TimeoutError:
+                # A part whose connection closed before its handler began reading is never told
+                # (aiohttp feeds no EOF then): it would wait for its body, and hold its claim,
+                # forever. End it; its cleanup releases the claim like any failed part's.
+                for owner in owners:
+                    if owner.task is not None and not owner.alive():
+                        owner.task.cancel()
+                continue
+            row = await self.load(registry, upload_id)
+            live = self._live_for(row)
+        # Decided before the next await: the bytes this part writes are claimed at once, so no
         # other part in flight writes them too.
         fresh = subtract_ranges((part.start, part.end), [*row.received, *live.claimed])
-        live.claimed.extend(fresh)
+        live.claim(fresh, _Owner(asyncio.current_task(), alive))
         owns_hash = False
         snapshot = None
         try:
@@ -375,8 +435,7 @@ class UploadSessions:
                 live.hashers = snapshot  # the part is not recorded: neither are its bytes hashed
             raise
         finally:
-            for rng in fresh:
-                live.claimed.remove(rng)
+            live.release(fresh)
             if owns_hash:
                 live.hash_lock.release()
         live.offset = max(live.offset, contiguous_offset(row.received))
@@ -426,7 +485,7 @@ class UploadSessions:
                     raise UsageError(f"the part's body is longer than its {length}-byte Content-Range")
                 batch.append(chunk)
                 batch_size += len(chunk)
-                if batch_size >= BATCH:
+                if batch_size >= PART_BATCH:
                     await flush()
             if received < length:
                 raise IntegrityError(
@@ -466,7 +525,7 @@ class UploadSessions:
             pending: list[asyncio.Future[Any]] = []
             position = live.hashed
             while position < until:
-                want = min(BATCH, until - position)
+                want = min(PART_BATCH, until - position)
                 data = await self._run(os.pread, fd, want, position)
                 if len(data) != want:
                     raise StorageError(f"the data of upload {upload_id} is shorter than what was received")

@@ -1,21 +1,26 @@
-"""Local file I/O for the engine, all of it off the event loop.
+"""Local file I/O for the engine, nearly all of it off the event loop.
 
 Every blocking call (open, pread, pwrite, fsync, hashing) runs in a worker thread, one buffer at a
 time, so a cancelled job stops within one buffer's work and the loop keeps moving other streams.
-hashlib releases the GIL on large updates, so two hashing threads really use two cores.
+hashlib releases the GIL on large updates, so two hashing threads really use two cores. The one
+exception is a file the caller knows to be tiny (``read_and_hash``'s ``loop_limit``): reading and
+hashing it takes microseconds, less than the thread hop would.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import anyio
 
-from hc.errors import IntegrityError
+from hc.errors import IntegrityError, TransientError
 from hc.protocol.digest import ALGORITHMS, Checksums, MultiHasher
 from hc.transfer.remote import ByteSource
 
@@ -23,11 +28,14 @@ __all__ = [
     "BytesSource",
     "CountingSource",
     "FileSource",
+    "FileStamp",
     "fsync_directory",
     "hash_path",
     "read_and_hash",
     "write_at",
 ]
+
+T = TypeVar("T")
 
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -57,6 +65,19 @@ def _read_small(path: Path, limit: int) -> tuple[os.stat_result, bytes | None]:
         os.close(fd)
 
 
+def _read_and_hash_small(
+    path: Path, limit: int, algorithms: Sequence[str]
+) -> tuple[Checksums | None, os.stat_result, bytes | None]:
+    st, data = _read_small(path, limit)
+    if data is None:
+        return None, st, None
+    if len(data) != st.st_size:
+        raise IntegrityError(f"{path} changed while it was read")
+    hasher = MultiHasher(algorithms)
+    hasher.update(data)
+    return hasher.result(), st, data
+
+
 async def read_and_hash(
     path: Path,
     *,
@@ -65,21 +86,28 @@ async def read_and_hash(
     algorithms: Sequence[str] = ALGORITHMS,
     inline_limit: int = 0,
     parallel: int = 1,
+    size_hint: int | None = None,
+    loop_limit: int = 0,
 ) -> tuple[Checksums, os.stat_result, bytes | None]:
-    """Hash a file in one read pass. A file of at most ``inline_limit`` bytes is read in a single
-    thread hop and its bytes returned too, so a small upload reads the disk once.
+    """Hash a file in one read pass. A file of at most ``inline_limit`` bytes is read and hashed in
+    a single thread hop and its bytes returned too, so a small upload reads the disk once. A file
+    the caller expects (``size_hint``, from its walk) to be at most ``loop_limit`` bytes is read
+    and hashed on the event loop: a few syscalls and microseconds of hashing cost less than the
+    thread hop, and per-file overhead is what limits many small files.
 
     Raises IntegrityError when the file changes while it is read (the digests would describe
     neither version), and OSError when it cannot be read.
     """
     if inline_limit > 0:
-        st, data = await anyio.to_thread.run_sync(_read_small, path, inline_limit, limiter=limiter)
-        if data is not None:
-            if len(data) != st.st_size:
-                raise IntegrityError(f"{path} changed while it was read")
-            hasher = MultiHasher(algorithms)
-            await anyio.to_thread.run_sync(hasher.update, data, limiter=limiter)
-            return hasher.result(), st, data
+        if size_hint is not None and size_hint <= loop_limit:
+            # Bounded by loop_limit even if the file grew since the walk: the read stops there.
+            checksums, st, data = _read_and_hash_small(path, min(loop_limit, inline_limit), algorithms)
+        else:
+            checksums, st, data = await anyio.to_thread.run_sync(
+                _read_and_hash_small, path, inline_limit, algorithms, limiter=limiter
+            )
+        if checksums is not None:
+            return checksums, st, data
     checksums, st = await hash_path(
         path, buffer_size=buffer_size, limiter=limiter, algorithms=algorithms, parallel=parallel
     )
@@ -161,35 +189,163 @@ async def hash_path(
     return checksums, before
 
 
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """What a file looked like when it was hashed: its size and modification time. (Not its inode:
+    on some overlay file systems ``fstat`` of an open file reports another inode than ``stat``.)"""
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStamp:
+        return cls(st.st_size, st.st_mtime_ns)
+
+
+class _Descriptor:
+    """One open file shared by a body generator and the worker threads that read it for it.
+
+    Whoever comes last closes it, exactly once: ``close()`` (the generator ending, in whatever task
+    finalizes it, or the uploader after the attempt) or the last read still running in a thread by
+    then. So a body cancelled in the middle of a read, or abandoned by an HTTP client that got its
+    answer before reading the body (and finalized later, in another task), never leaves the file
+    open; and a late read never touches a descriptor number the process may have reused since.
+    ``close()`` never awaits and never waits for I/O: it runs in the ``finally`` of cancelled
+    generators, where an ``await`` would be cancelled again (the leak this class fixes).
+    """
+
+    __slots__ = ("_closing", "_fd", "_lock", "_users")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._users = 0
+        self._closing = False
+
+    def open(self, path: Path) -> os.stat_result:
+        """Open ``path`` and stat it (in a worker thread)."""
+        fd = os.open(path, os.O_RDONLY | _O_BINARY | _O_CLOEXEC)
+        with self._lock:
+            adopted = not self._closing
+            if adopted:
+                self._fd = fd
+        if not adopted:  # the body was closed while this thread was opening the file
+            os.close(fd)
+            raise OSError(errno.EBADF, "the upload ended before the file was opened", str(path))
+        return self.fstat()
+
+    def pread(self, length: int, offset: int) -> bytes:
+        fd = self._acquire()
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            self._release()
+
+    def fstat(self) -> os.stat_result:
+        fd = self._acquire()
+        try:
+            return os.fstat(fd)
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            fd = self._take_if_idle()
+        if fd is not None:
+            os.close(fd)
+
+    def _acquire(self) -> int:
+        with self._lock:
+            if self._closing or self._fd is None:
+                raise OSError(errno.EBADF, "the upload's file was already closed")
+            self._users += 1
+            return self._fd
+
+    def _release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            fd = self._take_if_idle()
+        if fd is not None:
+            os.close(fd)
+
+    def _take_if_idle(self) -> int | None:
+        """The descriptor to close now, if it is closing and nobody uses it (lock held)."""
+        if self._closing and self._users == 0 and self._fd is not None:
+            fd, self._fd = self._fd, None
+            return fd
+        return None
+
+
 class FileSource:
-    """``length`` bytes of a file from ``offset``, re-readable: each ``open()`` starts over."""
+    """``length`` bytes of a file from ``offset``, re-readable: each ``open()`` starts over.
 
-    __slots__ = ("_buffer_size", "_length", "_offset", "_path")
+    With ``expect`` (the file as it was hashed), the file is checked when an attempt opens it and
+    again before its last chunk is handed over: a file rewritten, truncated or grown since it was
+    hashed fails the attempt with ``IntegrityError`` before the receiver has a whole body, and the
+    engine hashes it again instead of sending stale digests with other bytes. A file that ends
+    early is an ``IntegrityError`` too.
 
-    def __init__(self, path: Path, *, offset: int = 0, length: int, buffer_size: int) -> None:
+    ``close()`` closes whatever descriptors attempts left open (a body abandoned by the HTTP client
+    is only finalized when it is collected); it never blocks.
+    """
+
+    __slots__ = ("_buffer_size", "_expect", "_length", "_live", "_offset", "_path")
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        offset: int = 0,
+        length: int,
+        buffer_size: int,
+        expect: FileStamp | None = None,
+    ) -> None:
         self._path = path
         self._offset = offset
         self._length = length
         self._buffer_size = buffer_size
+        self._expect = expect
+        self._live: set[_Descriptor] = set()
 
     @property
     def size(self) -> int:
         return self._length
 
+    def close(self) -> None:
+        for descriptor in list(self._live):
+            descriptor.close()
+        self._live.clear()
+
+    def _check(self, st: os.stat_result, when: str) -> None:
+        if self._expect is not None and FileStamp.of(st) != self._expect:
+            raise IntegrityError(
+                f"{self._path} changed {when} ({st.st_size} bytes now, {self._expect.size} when hashed)"
+            )
+
     async def open(self) -> AsyncIterator[bytes]:
-        fd = await anyio.to_thread.run_sync(os.open, self._path, os.O_RDONLY | _O_BINARY | _O_CLOEXEC)
+        descriptor = _Descriptor()
+        self._live.add(descriptor)
         try:
+            st = await anyio.to_thread.run_sync(descriptor.open, self._path)
+            self._check(st, "since it was hashed")
             position, end = self._offset, self._offset + self._length
             while position < end:
                 chunk = await anyio.to_thread.run_sync(
-                    os.pread, fd, min(self._buffer_size, end - position), position
+                    descriptor.pread, min(self._buffer_size, end - position), position
                 )
                 if not chunk:
                     raise IntegrityError(f"{self._path} shrank while it was uploaded")
                 position += len(chunk)
+                if position >= end and self._expect is not None:
+                    # Before the last chunk leaves: the receiver never gets a whole body of a file
+                    # that changed while it was read.
+                    self._check(await anyio.to_thread.run_sync(descriptor.fstat), "while it was uploaded")
                 yield chunk
         finally:
-            await anyio.to_thread.run_sync(os.close, fd)
+            # Synchronously: an await here would fail in a cancelled task (and leak the descriptor).
+            descriptor.close()
+            self._live.discard(descriptor)
 
 
 class BytesSource:
@@ -213,14 +369,44 @@ class BytesSource:
 
 class CountingSource:
     """Reports every chunk handed to the Remote, and remembers how much the current attempt sent so
-    a retry can rewind exactly that much."""
+    a retry can rewind exactly that much.
 
-    __slots__ = ("_inner", "_on_bytes", "attempt_bytes")
+    ``send(request)`` runs one request that sends this source and makes three promises about it:
 
-    def __init__(self, inner: ByteSource, on_bytes: Callable[[int], None]) -> None:
+    - with ``stall_timeout``, the attempt fails (``TransientError``, retried) when that many
+      seconds pass without progress: from the start of the request to the first chunk taken,
+      between chunks (the receiver stopped reading: nothing else times out a request body), and
+      from the last chunk to the answer;
+    - a failure raised by the body itself (the file changed or vanished) is raised as itself,
+      not as the broken request an HTTP client turns it into, so the engine sees an
+      ``IntegrityError`` and hashes the file again instead of resending stale sizes;
+    - whatever the attempt left open is closed when it ends (``close()``).
+
+    Each ``open()`` starts a new attempt; a body from an earlier attempt that is still being read
+    stops at its next chunk, so its bytes are never counted against the current one.
+    """
+
+    __slots__ = (
+        "_generation",
+        "_inner",
+        "_on_bytes",
+        "_scope",
+        "_stall",
+        "attempt_bytes",
+        "failure",
+    )
+
+    def __init__(
+        self, inner: ByteSource, on_bytes: Callable[[int], None], *, stall_timeout: float | None = None
+    ) -> None:
         self._inner = inner
         self._on_bytes = on_bytes
+        self._stall = stall_timeout
+        self._scope: anyio.CancelScope | None = None
+        self._generation = 0
         self.attempt_bytes = 0
+        #: what the current attempt's body raised, if anything
+        self.failure: Exception | None = None
 
     @property
     def size(self) -> int:
@@ -230,14 +416,58 @@ class CountingSource:
         sent, self.attempt_bytes = self.attempt_bytes, 0
         return sent
 
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+
+    def _progress(self) -> None:
+        if self._scope is not None and self._stall is not None:
+            self._scope.deadline = anyio.current_time() + self._stall
+
+    async def send(self, request: Callable[[], Awaitable[T]]) -> T:
+        """Run ``request`` (one attempt that sends this source) under the promises above."""
+        try:
+            if self._stall is None:
+                return await self._unwrapped(request)
+            with anyio.CancelScope(deadline=anyio.current_time() + self._stall) as scope:
+                self._scope = scope
+                try:
+                    return await self._unwrapped(request)
+                finally:
+                    self._scope = None
+            raise TransientError(f"the upload stalled: nothing moved for {self._stall:g} s")
+        finally:
+            self.close()
+
+    async def _unwrapped(self, request: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await request()
+        except Exception as exc:
+            failure = self.failure
+            if failure is not None and failure is not exc:
+                raise failure from exc
+            raise
+
     async def open(self) -> AsyncIterator[bytes]:
+        self._generation += 1
+        generation = self._generation
         self.attempt_bytes = 0
+        self.failure = None
         chunks = self._inner.open()
         try:
             async for chunk in chunks:
+                if generation != self._generation:
+                    return  # a later attempt has started: this body was abandoned
                 self.attempt_bytes += len(chunk)
                 self._on_bytes(len(chunk))
+                self._progress()
                 yield chunk
+            self._progress()  # the whole body was taken: the answer gets a full stall_timeout
+        except Exception as exc:
+            if generation == self._generation:
+                self.failure = exc
+            raise
         finally:
             # Close the inner generator now (its file descriptor), not whenever it is collected.
             aclose = getattr(chunks, "aclose", None)
@@ -245,17 +475,38 @@ class CountingSource:
                 await aclose()
 
 
+#: Buffers one ``pwritev`` takes (POSIX guarantees at least 16; Linux takes 1024).
+_IOV_MAX: Final = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
+
+
 def write_at(
-    fd: int, data: bytes | bytearray | memoryview, offset: int, hasher: MultiHasher | None = None
+    fd: int,
+    data: bytes | bytearray | memoryview | Sequence[bytes],
+    offset: int,
+    hasher: MultiHasher | None = None,
 ) -> None:
-    """pwrite all of ``data`` at ``offset`` (looping over short writes), hashing it on the way."""
-    view = memoryview(data)
+    """Write all of ``data`` (one buffer, or several written back to back with ``pwritev``, so
+    received chunks need no concatenating copy) at ``offset``, looping over short writes, and hash
+    it on the way."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        views = [memoryview(data)]
+    else:
+        views = [memoryview(chunk) for chunk in data if chunk]
     if hasher is not None:
-        hasher.update(view)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
+        for view in views:
+            hasher.update(view)
+    pwritev = getattr(os, "pwritev", None)
+    while views:
+        if pwritev is None or len(views) == 1:
+            written = os.pwrite(fd, views[0], offset)
+        else:
+            written = pwritev(fd, views[:_IOV_MAX], offset)
         offset += written
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if written:
+            views[0] = views[0][written:]
 
 
 def fsync_directory(directory: Path) -> None:

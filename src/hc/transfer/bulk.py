@@ -18,26 +18,21 @@ every call holds one token of ONE CapacityLimiter (``concurrency``); retries by 
 - Results are ``ItemResult``s through ``Accounting``, so the CLI's progress and ``--results``
   writers work unchanged; sizes are 0.
 
-``spool`` is for listings the job itself changes (deleting the very metadata a listing filters
-on): it reads the whole listing into a temporary SQLite file first, so paging by offset cannot
-skip targets as they leave the filtered set, and memory stays flat.
+A job that changes the very metadata a listing filters on (``metadata delete --where``) must not
+let the server filter: targets would leave the filtered set while offset paging walks it, and
+pages would skip them. ``hc.cli._bulk_select`` filters those on the client instead.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import random
-import sqlite3
-import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
 import anyio
 
-from hc.errors import HcError, StorageError
+from hc.errors import HcError
 from hc.transfer.accounting import Accounting
 from hc.transfer.config import TransferConfig
 from hc.transfer.coordinator import TransferCoordinator
@@ -45,7 +40,7 @@ from hc.transfer.journal import DONE, Journal
 from hc.transfer.pacer import RateGate, RetryEvent, call_with_retries
 from hc.transfer.results import Status, Summary
 
-__all__ = ["BulkOutcome", "run_bulk", "spool"]
+__all__ = ["BulkOutcome", "run_bulk"]
 
 T = TypeVar("T")
 
@@ -162,45 +157,3 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
     return [exc]
-
-
-async def spool(
-    items: AsyncIterable[T],
-    *,
-    encode: Callable[[T], object],
-    decode: Callable[[object], T],
-    directory: str | None = None,
-) -> AsyncIterator[T]:
-    """Read ``items`` to the end into a temporary SQLite file, then yield them back in order.
-
-    ``encode`` turns an item into JSON-able data and ``decode`` back. The file is deleted when the
-    iteration ends (or is closed early)."""
-    fd, path = tempfile.mkstemp(prefix="hc-spool-", suffix=".db", dir=directory)
-    os.close(fd)
-    try:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=OFF")
-            db.execute("PRAGMA synchronous=OFF")
-            db.execute("CREATE TABLE items (n INTEGER PRIMARY KEY, data TEXT NOT NULL)")
-            db.execute("BEGIN")
-            async for item in items:
-                db.execute("INSERT INTO items (data) VALUES (?)", (json.dumps(encode(item)),))
-            db.execute("COMMIT")
-            last = 0
-            while True:
-                rows = db.execute(
-                    "SELECT n, data FROM items WHERE n > ? ORDER BY n LIMIT 500", (last,)
-                ).fetchall()
-                if not rows:
-                    return
-                for n, data in rows:
-                    last = n
-                    yield decode(json.loads(data))
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot spool the listing to {path}: {exc}") from exc
-        finally:
-            db.close()
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)

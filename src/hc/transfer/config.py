@@ -37,11 +37,16 @@ class TransferConfig:
       as ``split`` parallel ranges (and, when the server allows parallel parts, an upload sends up
       to ``split`` parts at once).
     - ``max_attempts``, ``backoff_base``, ``backoff_cap``, ``retry_after_cap``: per-operation retries.
+    - ``outage_budget``: an operation that fails because the registry is unreachable or down
+      (refused, reset, 502/503/504) keeps retrying past ``max_attempts`` until this many seconds
+      have passed since its first failure (``pacer.RetryPolicy``), so a restart is ridden out.
     - ``overwrite``: transfer even when the destination already holds identical content.
     - ``dry_run``: report the plan, change nothing (no uploads, files, journal or cache writes).
     - ``backlog``: items read ahead of the workers (bounds memory whatever the item count).
     - ``hash_threads``: threads hashing at once (hashing is CPU-bound; more than the cores is waste).
-    - ``stall_timeout``: seconds without a byte from a download before it is retried.
+    - ``stall_timeout``: seconds a request may go without moving a byte before the attempt fails
+      (and is retried): a download that receives nothing, an upload whose body is not taken (the
+      receiver stopped reading) or whose answer does not come.
     """
 
     concurrency: int = 16
@@ -53,6 +58,7 @@ class TransferConfig:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     retry_after_cap: float = 300.0
+    outage_budget: float = 30.0
     overwrite: bool = False
     dry_run: bool = False
     backlog: int = 256
@@ -81,6 +87,7 @@ class TransferConfig:
             f"backoff base ({self.backoff_base}) must be between 0 and the cap ({self.backoff_cap})",
         )
         require(0 <= self.retry_after_cap <= 86400, "retry-after cap must be 0..86400 seconds")
+        require(0 <= self.outage_budget <= 86400, "outage budget must be 0..86400 seconds")
         require(1 <= self.backlog <= 1_000_000, f"backlog must be 1..1000000, got {self.backlog}")
         require(1 <= self.hash_threads <= 256, f"hash threads must be 1..256, got {self.hash_threads}")
         require(self.stall_timeout > 0, "stall timeout must be positive")
@@ -89,6 +96,7 @@ class TransferConfig:
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
             max_attempts=self.max_attempts,
+            outage_budget=self.outage_budget,
             backoff=Backoff(
                 base=self.backoff_base, cap=self.backoff_cap, retry_after_cap=self.retry_after_cap
             ),

@@ -22,37 +22,40 @@ every request (a whole PUT, one part, one ranged GET) holds one token of ONE Cap
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
 import stat
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, TypeVar
 
 import anyio
 
-from hc.errors import HcError, IntegrityError, NotFound, RetryKind, TransientError
+from hc.errors import Conflict, HcError, IntegrityError, NotFound, RetryKind, TransientError
 from hc.protocol.digest import ALGORITHMS, Checksums, MultiHasher
 from hc.protocol.ranges import ByteRange, normalize
 from hc.transfer._files import (
     BytesSource,
     CountingSource,
     FileSource,
+    FileStamp,
     fsync_directory,
     hash_path,
     read_and_hash,
     write_at,
 )
 from hc.transfer.accounting import Accounting
+from hc.transfer.batchwrite import BatchWriter, OnWritten
 from hc.transfer.config import TransferConfig
 from hc.transfer.coordinator import TransferCoordinator
 from hc.transfer.hashcache import HashCache
 from hc.transfer.journal import Journal, JournalEntry
 from hc.transfer.march import DestinationIndex, Verdict, compare
-from hc.transfer.pacer import Decision, RateGate, RetryEvent, call_with_retries, classify
+from hc.transfer.pacer import Decision, RateGate, RetryEvent, call_with_retries, classify, failing_for
 from hc.transfer.plan import clamp_part_size, plan_download, remaining_download, remaining_upload
 from hc.transfer.remote import CopyPair, FileEntry, FileLocation, FileRef, Remote, RemoteFile, SessionState
 from hc.transfer.results import Status, Summary
@@ -73,6 +76,11 @@ _MAX_PARTS: Final = 10_000
 _FLUSH_INTERVAL: Final = 0.1
 
 _ITEM_ERRORS: Final = (HcError, OSError, anyio.BrokenResourceError, anyio.EndOfStream)
+
+
+def _fdatasync(fd: int) -> None:
+    # fdatasync skips metadata a resume does not need (mtime); macOS has only fsync.
+    getattr(os, "fdatasync", os.fsync)(fd)
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -284,6 +292,10 @@ class _StreamedSource:
 
 #: Chunks at least this big are hashed on a worker thread (the loop keeps moving other streams).
 _THREAD_HASH_MIN: Final = 128 * 1024
+#: A small download's body up to this size is hashed on the loop (tens of microseconds).
+_INLINE_HASH_MAX: Final = 64 * 1024
+#: How often the hash follower of a split download looks for newly written bytes (seconds).
+_FOLLOW_POLL: Final = 0.02
 
 
 def _source_checksums(entry: FileEntry) -> Checksums | None:
@@ -307,17 +319,90 @@ class _Destination:
     part_stat: os.stat_result | None
 
 
-def _inspect_destination(root: Path, relpath: str) -> _Destination:
-    final = safe_join(root, relpath)
-    part = final.with_name(final.name + ".part")
+#: The longest file name (in bytes) that common file systems accept.
+_NAME_MAX: Final = 255
+_PART_SUFFIX: Final = ".part"
 
-    def stat_or_none(path: Path) -> os.stat_result | None:
+
+def _part_name(final_name: str) -> str:
+    """``<name>.part``; for a name too long to take the suffix (251–255 bytes), a short hidden name
+    derived from it instead. Either way it is deterministic, so a re-run finds it again to resume,
+    it sits in the final name's directory, so the rename stays atomic, and it ends in ``.part``."""
+    encoded = os.fsencode(final_name)
+    if len(encoded) + len(_PART_SUFFIX) <= _NAME_MAX:
+        return final_name + _PART_SUFFIX
+    return f".hc-{hashlib.sha256(encoded).hexdigest()[:32]}{_PART_SUFFIX}"
+
+
+def _stat_or_none(path: Path, *, follow: bool = True) -> os.stat_result | None:
+    try:
+        return os.stat(path, follow_symlinks=follow)
+    except FileNotFoundError:
+        return None
+
+
+class _DestinationTree:
+    """Where a pull's files go: each listing path's final and temporary names, and what is there.
+
+    ``safe_join``'s containment check (does the path, following symlinks already on disk, stay
+    inside the destination?) resolves every component of the path; it is done once per directory,
+    and again for any file whose final name is itself a symlink. The directories it approved are
+    the engine's own to create, so they stay approved for the job."""
+
+    __slots__ = ("_approved", "_base", "root")
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._base: Path | None = None
+        self._approved: set[str] = set()
+
+    def inspect(self, relpath: str) -> _Destination:
+        directory = relpath.rpartition("/")[0]
+        final_stat: os.stat_result | None = None
+        if directory in self._approved and self._base is not None:
+            final = self._base.joinpath(*relpath.split("/"))
+            final_stat = _stat_or_none(final, follow=False)
+            approved = final_stat is None or not stat.S_ISLNK(final_stat.st_mode)
+        else:
+            approved = False
+        if not approved:
+            final = safe_join(self.root, relpath)  # raises UnsafePathError
+            if self._base is None:
+                self._base = self.root.resolve()
+            self._approved.add(directory)
+            final_stat = _stat_or_none(final)
+        part = final.with_name(_part_name(final.name))
+        return _Destination(final, final_stat, part, _stat_or_none(part))
+
+
+@dataclass(frozen=True, slots=True)
+class _PullItem:
+    entry: FileEntry
+    #: where the caller's ``target`` maps it, as given, and sanitized (``None``: unsafe)
+    name: str
+    relpath: str | None
+    #: an earlier entry of the same pull already claimed this destination path
+    duplicate: bool = False
+
+
+async def _first_per_destination(
+    items: AsyncIterable[FileEntry] | Iterable[FileEntry], name_of: Callable[[FileEntry], str]
+) -> AsyncIterator[_PullItem]:
+    """One download per destination path, decided in listing order before any worker sees the
+    items: two downloads into one ``.part`` would corrupt (or delete) each other. The first entry
+    wins; the others become items that fail. Memory: a 16-byte digest per path."""
+    seen: set[bytes] = set()
+    async for entry in _aiter(items):
+        name = name_of(entry)
         try:
-            return os.stat(path)
-        except FileNotFoundError:
-            return None
-
-    return _Destination(final, stat_or_none(final), part, stat_or_none(part))
+            relpath = sanitize_relpath(name)
+        except HcError:
+            yield _PullItem(entry, name, None)  # fails on its own, as an unsafe path
+            continue
+        key = hashlib.blake2b(relpath.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        duplicate = key in seen
+        seen.add(key)
+        yield _PullItem(entry, name, relpath, duplicate)
 
 
 class TransferManager:
@@ -393,7 +478,10 @@ class TransferManager:
         target: Callable[[FileEntry], str] | None = None,
     ) -> Summary:
         """Download every item to ``dest / target(item)`` (default: its path in the version),
-        verified, via ``<name>.part`` and an atomic rename."""
+        verified, via ``<name>.part`` (``.hc-<hash>.part`` for a name too long to take the suffix)
+        and an atomic rename. A path the listing names twice is fetched once, from its first entry;
+        the repeats fail as items. Small files are written by a ``BatchWriter`` (synced in batches),
+        large ones into a journaled ``.part`` whose ranges record their progress every chunk."""
         job = _Job(
             journal=self._journal or Journal.in_memory(),
             dest=dest,
@@ -403,7 +491,26 @@ class TransferManager:
             await anyio.to_thread.run_sync(lambda: dest.mkdir(parents=True, exist_ok=True))
         name_of = job.target
         assert name_of is not None
-        return await self._run(job, items, describe=lambda e: (name_of(e), e.size), handle=self._pull_one)
+
+        def describe(item: _PullItem) -> tuple[str, int]:
+            return item.name, item.entry.size
+
+        writer = BatchWriter(dest)
+        tree = _DestinationTree(dest)
+
+        async def setup(outer: anyio.abc.TaskGroup) -> None:
+            # Runs until the workers are done, then (shielded) finishes what they submitted.
+            outer.start_soon(writer.run)
+
+        async def handle(job: _Job, item: _PullItem) -> None:
+            if item.duplicate:
+                await self._pull_duplicate(item.name, item.entry)
+            else:
+                await self._pull_one(job, item, tree, writer)
+
+        return await self._run(
+            job, _first_per_destination(items, name_of), describe=describe, handle=handle, setup=setup
+        )
 
     async def copy(
         self,
@@ -588,9 +695,10 @@ class TransferManager:
     async def _backoff_or_raise(
         self, coordinator: TransferCoordinator, exc: BaseException, failures: int
     ) -> None:
-        """For hand-written retry loops (streams that resume where they stopped)."""
+        """For hand-written retry loops (streams that resume where they stopped): ``failures`` is
+        the loop's count of consecutive failures (1 starts a run; the outage budget counts from it)."""
         decision = _integrity_is_final(exc)
-        if not decision.retryable or failures >= self._policy.max_attempts:
+        if self._policy.gives_up(failures, decision, failing_for(failures)):
             raise exc
         delay = self._policy.backoff.delay(failures, decision, self._draw())
         if decision.kind is RetryKind.RETRY_AFTER:
@@ -618,7 +726,9 @@ class TransferManager:
 
     async def _local_checksums(
         self, item: LocalItem, *, use_cache: bool = True
-    ) -> tuple[Checksums, bytes | None]:
+    ) -> tuple[Checksums, bytes | None, LocalItem]:
+        """The file's digests (and its bytes, when small), and the item as it was when hashed: its
+        size and mtime are what the upload later checks the file against (``FileSource``)."""
         cache, key = self._hash_cache, str(item.path.absolute())
         algorithms = tuple(self._remote.capabilities.checksum_algorithms) or ALGORITHMS
         if use_cache and cache is not None:
@@ -626,7 +736,7 @@ class TransferManager:
                 key, size=item.size, mtime_ns=item.mtime_ns, inode=item.inode, require=algorithms
             )
             if cached is not None:
-                return cached, None
+                return cached, None, item
         checksums, st, data = await read_and_hash(
             item.path,
             buffer_size=self._config.buffer_size,
@@ -634,10 +744,17 @@ class TransferManager:
             inline_limit=self._config.buffer_size,
             parallel=self._config.hash_threads,
             algorithms=algorithms,
+            size_hint=item.size,
+            loop_limit=_INLINE_HASH_MAX,
         )
         if cache is not None and not self._config.dry_run:
             cache.put(key, mtime_ns=st.st_mtime_ns, inode=st.st_ino, checksums=checksums)
-        return checksums, data
+        hashed = replace(item, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, device=st.st_dev)
+        return checksums, data, hashed
+
+    @staticmethod
+    def _stamp(item: LocalItem) -> FileStamp:
+        return FileStamp(item.size, item.mtime_ns)
 
     def _use_session(self, size: int) -> bool:
         return self._remote.capabilities.upload_sessions and size > self._config.chunk_size
@@ -649,7 +766,7 @@ class TransferManager:
         local_path = str(item.path)
         action = ""
         try:
-            checksums, data = await self._local_checksums(item)
+            checksums, data, hashed = await self._local_checksums(item)
             if job.index_ready is not None:
                 await job.index_ready.wait()
                 assert job.index is not None
@@ -669,7 +786,7 @@ class TransferManager:
                 )
                 return
             coordinator.start()
-            checksums = await self._upload(job, coordinator, item, ref, checksums, data, use_session)
+            checksums = await self._upload(job, coordinator, hashed, ref, checksums, data, use_session)
             job.journal.mark_done(item.relpath, sha256=checksums.sha256)
             coordinator.finish(Status.DONE, action=action, sha256=checksums.sha256, local_path=local_path)
         except Exception as exc:
@@ -720,8 +837,10 @@ class TransferManager:
                 if attempt >= self._policy.max_attempts:
                     raise
                 self.accounting.retried(coordinator.path, attempt=attempt, delay=0.0, error=exc)
-                checksums, data = await self._local_checksums(item, use_cache=False)
+                # Hash (and stat) the file again: it may have changed size since the last attempt.
+                checksums, data, item = await self._local_checksums(item, use_cache=False)
                 tracker.expected = checksums.size
+                use_session = self._use_session(checksums.size)
 
     async def _upload_whole(
         self,
@@ -736,12 +855,18 @@ class TransferManager:
         inner = (
             BytesSource(data, buffer_size=buffer_size)
             if data is not None
-            else FileSource(item.path, length=checksums.size, buffer_size=buffer_size)
+            else FileSource(
+                item.path, length=checksums.size, buffer_size=buffer_size, expect=self._stamp(item)
+            )
         )
-        source = CountingSource(inner, tracker.add)
+        source = CountingSource(inner, tracker.add, stall_timeout=self._config.stall_timeout)
         await self._call(
             coordinator,
-            lambda: self._remote.put_file(ref, source, checksums=checksums, overwrite=self._config.overwrite),
+            lambda: source.send(
+                lambda: self._remote.put_file(
+                    ref, source, checksums=checksums, overwrite=self._config.overwrite
+                )
+            ),
             on_rewind=lambda: tracker.add(-source.take_attempt_bytes()),
         )
 
@@ -830,9 +955,13 @@ class TransferManager:
 
     def _part_source(self, item: LocalItem, part: ByteRange, tracker: _ItemBytes) -> CountingSource:
         inner = FileSource(
-            item.path, offset=part.start, length=part.length, buffer_size=self._config.buffer_size
+            item.path,
+            offset=part.start,
+            length=part.length,
+            buffer_size=self._config.buffer_size,
+            expect=self._stamp(item),
         )
-        return CountingSource(inner, tracker.add)
+        return CountingSource(inner, tracker.add, stall_timeout=self._config.stall_timeout)
 
     async def _send_parts_in_order(
         self,
@@ -856,7 +985,9 @@ class TransferManager:
             try:
                 await self._gate.wait()
                 async with self._requests:
-                    session = await self._remote.put_part(ref, session, offset=part.start, source=source)
+                    session = await source.send(
+                        lambda: self._remote.put_part(ref, session, offset=part.start, source=source)  # noqa: B023
+                    )
                 failures = 0
                 job.journal.set_acked(ref.path, session.offset)
             except Exception as exc:
@@ -885,9 +1016,17 @@ class TransferManager:
             if not todo:
                 return session
             pending = iter(todo)
-            async with anyio.create_task_group() as tg:
-                for _ in range(min(self._config.split, len(todo))):
-                    tg.start_soon(self._part_sender, coordinator, item, ref, session, pending, tracker)
+            try:
+                async with anyio.create_task_group() as tg:
+                    for _ in range(min(self._config.split, len(todo))):
+                        tg.start_soon(self._part_sender, coordinator, item, ref, session, pending, tracker)
+            except BaseExceptionGroup as group:
+                # A part found the file changed: the item-level retry (hash again, new session)
+                # catches a plain IntegrityError, not one wrapped in the task group's error.
+                changed = [leaf for leaf in _leaves(group) if isinstance(leaf, IntegrityError)]
+                if changed:
+                    raise changed[0] from group
+                raise
             session = await self._call(coordinator, lambda: self._remote.resume_upload(ref, session_id))
         if remaining_upload(tracker.expected, part_size, _received(session)):
             raise TransientError(f"{item.relpath}: the server still lacks parts after every retry")
@@ -906,7 +1045,9 @@ class TransferManager:
             source = self._part_source(item, part, tracker)
             await self._call(
                 coordinator,
-                lambda: self._remote.put_part(ref, session, offset=part.start, source=source),  # noqa: B023
+                lambda: source.send(  # noqa: B023
+                    lambda: self._remote.put_part(ref, session, offset=part.start, source=source)  # noqa: B023
+                ),
                 on_rewind=lambda: tracker.add(-source.take_attempt_bytes()),  # noqa: B023
             )
 
@@ -1061,17 +1202,20 @@ class TransferManager:
 
     # --- pull ---------------------------------------------------------------------------------
 
-    async def _pull_one(self, job: _Job, entry: FileEntry) -> None:
+    async def _pull_one(
+        self, job: _Job, item: _PullItem, tree: _DestinationTree, writer: BatchWriter
+    ) -> None:
         config = self._config
-        assert job.dest is not None and job.target is not None
-        name = job.target(entry)
+        entry, name = item.entry, item.name
         coordinator = self._coordinator(name, entry.size)
         action = ""
         local_path: str | None = None
         relpath = name
         try:
-            relpath = sanitize_relpath(name)
-            where = await anyio.to_thread.run_sync(_inspect_destination, job.dest, relpath)
+            relpath = item.relpath if item.relpath is not None else sanitize_relpath(name)
+            # On the loop: a stat or two of the local tree cost less than a thread hop, and the
+            # per-file overhead is what limits a pull of many small files.
+            where = tree.inspect(relpath)
             local_path = str(where.final)
             if where.final_stat is not None and stat.S_ISDIR(where.final_stat.st_mode):
                 raise IsADirectoryError(21, "a directory is in the way", str(where.final))
@@ -1093,6 +1237,12 @@ class TransferManager:
                 )
                 return
             coordinator.start()
+            if entry.size <= config.buffer_size:
+                # Fetched whole into memory and verified before it touches the disk: nothing to
+                # resume, so no journal rows (the file itself is the record). The batch writer
+                # finishes the item once the file is durable under its final name.
+                await self._download_small(coordinator, entry, relpath, where, writer, local_path)
+                return
             checksums, action = await self._download(job, coordinator, entry, relpath, where)
             job.journal.mark_done(relpath, sha256=checksums.sha256)
             coordinator.finish(Status.DONE, action=action, sha256=checksums.sha256, local_path=local_path)
@@ -1108,6 +1258,13 @@ class TransferManager:
             if not coordinator.done:
                 coordinator.cancel(action=action or "download", local_path=local_path)
             raise
+
+    async def _pull_duplicate(self, name: str, entry: FileEntry) -> None:
+        coordinator = self._coordinator(name, entry.size)
+        error = Conflict(
+            f"{name}: the listing names this path more than once; only its first entry is downloaded"
+        )
+        await coordinator.fail(error, message=str(error), action="download")
 
     @staticmethod
     def _wanted_algorithms(entry: FileEntry) -> tuple[str, ...]:
@@ -1192,15 +1349,11 @@ class TransferManager:
             coordinator.attempts += 1
             prior = job.journal.begin(relpath, fingerprint=fingerprint, size=entry.size)
             state = self._resume_state(job, relpath, prior, where, entry) if attempt == 1 else None
-            # A small file is fetched into memory, verified, then written and renamed in one thread
-            # hop: no partial state worth resuming, and per-file overhead is what limits small files.
-            small = state is None and entry.size <= self._config.buffer_size
             progress: dict[int, int]
             if state is None:
                 ranges, progress = self._fresh_plan(entry.size), {}
-                if not small:
-                    job.journal.set_download(relpath, str(where.part), ranges)
-                    job.journal.flush()  # a .part the journal forgets is fetched again whole
+                job.journal.set_download(relpath, str(where.part), ranges)
+                job.journal.flush()  # a .part the journal forgets is fetched again whole
             else:
                 ranges, progress = state
                 action = "resume"
@@ -1208,14 +1361,6 @@ class TransferManager:
                 started = True
                 self.accounting.started(coordinator.path, entry.size, resumed=sum(progress.values()))
             try:
-                if small:
-                    body = await self._fetch_small(coordinator, entry, relpath, tracker)
-                    final_stat, checksums = await anyio.to_thread.run_sync(
-                        self._write_small, where, relpath, entry, body
-                    )
-                    self._remember(where.final, final_stat, checksums)
-                    coordinator.discard_failure_cleanups()
-                    return checksums, action
                 checksums = await self._fetch(
                     job, coordinator, entry, relpath, where.part, ranges, progress, tracker
                 )
@@ -1246,23 +1391,59 @@ class TransferManager:
         fsync_directory(final.parent)
         return os.stat(final)
 
-    @classmethod
-    def _write_small(
-        cls, where: _Destination, relpath: str, entry: FileEntry, body: bytes
-    ) -> tuple[os.stat_result, Checksums]:
-        """Verify an in-memory body, then write ``.part``, fsync, rename (one worker-thread call)."""
-        hasher = MultiHasher(cls._wanted_algorithms(entry))
-        hasher.update(body)
-        checksums = hasher.result()
-        cls._verify(relpath, entry, checksums)  # nothing touches the disk unless the bytes are right
-        where.part.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(where.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
-        try:
-            write_at(fd, body, 0)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return cls._promote(where.part, where.final), checksums
+    async def _download_small(
+        self,
+        coordinator: TransferCoordinator,
+        entry: FileEntry,
+        relpath: str,
+        where: _Destination,
+        writer: BatchWriter,
+        local_path: str,
+    ) -> None:
+        """Fetch into memory, verify, then hand to the batch writer (``.part``, sync, rename),
+        which reports the item. A verification failure fetches again, up to ``max_attempts``
+        times; nothing unverified ever touches the disk."""
+        tracker = _ItemBytes(self.accounting, coordinator.path, entry.size)
+        algorithms = self._wanted_algorithms(entry)
+        self.accounting.started(coordinator.path, entry.size, resumed=0)
+        attempt = 0
+        while True:
+            attempt += 1
+            coordinator.attempts += 1
+            try:
+                body = await self._fetch_small(coordinator, entry, relpath, tracker)
+                hasher = MultiHasher(algorithms)
+                if len(body) > _INLINE_HASH_MAX:
+                    await anyio.to_thread.run_sync(hasher.update, body, limiter=self._hashers)
+                else:
+                    hasher.update(body)  # tens of microseconds: cheaper than a thread hop
+                checksums = hasher.result()
+                self._verify(relpath, entry, checksums)
+            except IntegrityError as exc:  # a corrupt or short body (or one the server cut): again
+                tracker.rewind_all()
+                if attempt >= self._policy.max_attempts:
+                    raise
+                self.accounting.retried(coordinator.path, attempt=attempt, delay=0.0, error=exc)
+                continue
+            await writer.submit(
+                where.part, where.final, body, self._small_written(coordinator, where, checksums, local_path)
+            )
+            return
+
+    def _small_written(
+        self, coordinator: TransferCoordinator, where: _Destination, checksums: Checksums, local_path: str
+    ) -> OnWritten:
+        async def on_done(final_stat: os.stat_result | None, error: OSError | None) -> None:
+            if coordinator.done:
+                return
+            if error is not None or final_stat is None:
+                failure = error or OSError(f"{where.final} was not written")
+                await self._finish_with_error(coordinator, failure, action="download", local_path=local_path)
+                return
+            self._remember(where.final, final_stat, checksums)
+            coordinator.finish(Status.DONE, action="download", sha256=checksums.sha256, local_path=local_path)
+
+        return on_done
 
     async def _fetch_small(
         self, coordinator: TransferCoordinator, entry: FileEntry, relpath: str, tracker: _ItemBytes
@@ -1278,13 +1459,13 @@ class TransferManager:
                             f"{relpath} changed on the server"
                             f" ({stream.total_size} bytes, listed as {entry.size})"
                         )
-                    chunks = aiter(stream)
-                    while len(body) <= entry.size:  # one byte more than listed is enough to know
-                        with anyio.fail_after(self._config.stall_timeout):
-                            chunk = await anext(chunks, None)
-                        if chunk is None:
-                            break
-                        body += chunk
+                    # One deadline for the whole (small) body, not one per chunk: cancel scopes
+                    # cost more than the bytes here.
+                    with anyio.fail_after(self._config.stall_timeout):
+                        async for chunk in stream:
+                            body += chunk
+                            if len(body) > entry.size:  # one byte more than listed is enough to know
+                                break
                 if len(body) < entry.size:
                     raise TransientError(
                         f"{relpath}: the download ended early at byte {len(body)} of {entry.size}"
@@ -1345,7 +1526,14 @@ class TransferManager:
                     coordinator, entry, relpath, fd, index, ranges[index], rest, inline, tracker, job
                 )
             elif todo:
+                # Where each range has written up to; a follower hashes the contiguous prefix as it
+                # grows (from the page cache, on a worker thread), so the digest is ready when the
+                # last byte lands instead of after a second pass over the whole file.
+                written = {index: part_range.end for index, part_range in enumerate(ranges)}
+                written.update((index, rest.start) for index, rest in todo)
+                followed: list[Checksums] = []
                 async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._follow_hash, fd, ranges, written, algorithms, followed)
                     for index, rest in todo:
                         tg.start_soon(
                             self._fetch_range,
@@ -1359,16 +1547,57 @@ class TransferManager:
                             None,
                             tracker,
                             job,
+                            written,
                         )
+                await anyio.to_thread.run_sync(os.fsync, fd)
+                return followed[0]
             await anyio.to_thread.run_sync(os.fsync, fd)
         finally:
             await anyio.to_thread.run_sync(os.close, fd)
         if inline is not None and inline.size == size:
             return inline.result()
+        # Larger reads than the transfer buffer: the bytes are in the page cache, the cost is per hop.
         checksums, _ = await hash_path(
-            part, buffer_size=self._config.buffer_size, limiter=self._hashers, algorithms=algorithms
+            part, buffer_size=4 * self._config.buffer_size, limiter=self._hashers, algorithms=algorithms
         )
         return checksums
+
+    async def _follow_hash(
+        self,
+        fd: int,
+        ranges: Sequence[ByteRange],
+        written: dict[int, int],
+        algorithms: Sequence[str],
+        out: list[Checksums],
+    ) -> None:
+        """Hash the file from byte 0 as far as its ranges have been written contiguously, waiting
+        for more while the ranges are in flight; ends when the whole file is hashed."""
+        hasher = MultiHasher(algorithms)
+        size = ranges[-1].end if ranges else 0
+        step = 4 * self._config.buffer_size
+        offset = 0
+
+        def hash_at(position: int, length: int) -> int:
+            data = os.pread(fd, length, position)
+            hasher.update(data)
+            return len(data)
+
+        while offset < size:
+            end = size
+            for index, part_range in enumerate(ranges):
+                if written[index] < part_range.end:
+                    end = written[index]
+                    break
+            if end <= offset:
+                await anyio.sleep(_FOLLOW_POLL)
+                continue
+            read = await anyio.to_thread.run_sync(
+                hash_at, offset, min(step, end - offset), limiter=self._hashers
+            )
+            if not read:
+                raise IntegrityError(f"the partial file ended at byte {offset} of {size}")
+            offset += read
+        out.append(hasher.result())
 
     async def _fetch_range(
         self,
@@ -1382,60 +1611,116 @@ class TransferManager:
         hasher: MultiHasher | None,
         tracker: _ItemBytes,
         job: _Job,
+        written: dict[int, int] | None = None,
     ) -> None:
         """Fetch ``rest`` (the unfinished tail of range ``whole``), resuming after every failure at
-        the first byte not yet written; the journal records the verified bytes as they land."""
+        the first byte not yet written.
+
+        Every half ``chunk_size`` of the range (and when it ends, fails or is cancelled) the bytes
+        are made durable (fdatasync) and only then is the range's progress committed to the journal:
+        the journal never claims bytes the disk may not hold, and a SIGKILL costs at most half a
+        chunk per range in flight, plus the bytes in its socket buffers, when the job is resumed."""
         config = self._config
         position = rest.start
+        recorded = position
         failures = 0
-        while position < whole.end:
-            made_progress = False
-            try:
-                await self._gate.wait()
-                async with (
-                    self._requests,
-                    self._remote.open_read(
-                        entry, offset=position, length=whole.end - position, if_range=entry.sha256
-                    ) as stream,
-                ):
-                    if stream.total_size is not None and stream.total_size != entry.size:
-                        raise IntegrityError(
-                            f"{relpath} changed on the server"
-                            f" ({stream.total_size} bytes, listed as {entry.size})"
-                        )
-                    skip = position - stream.start
-                    if skip < 0:
-                        raise IntegrityError(
-                            f"{relpath}: asked for bytes from {position}, got from {stream.start}"
-                        )
-                    pending = bytearray()
-                    chunks = aiter(stream)
-                    while position + len(pending) < whole.end:
-                        with anyio.fail_after(config.stall_timeout):
-                            chunk = await anext(chunks, None)
-                        if chunk is None:
-                            break
-                        if skip:  # the server ignored Range: drop what we already have
-                            dropped = min(skip, len(chunk))
-                            chunk, skip = chunk[dropped:], skip - dropped
-                        pending += chunk[: whole.end - position - len(pending)]
-                        if len(pending) >= config.buffer_size or position + len(pending) >= whole.end:
+        # Bytes per write (one thread hop each). Larger batches measured worse: the received
+        # chunks leave the CPU cache before the copy into the page cache.
+        batch = config.buffer_size
+        # Half a chunk between durable records: with the bytes still in flight when a process is
+        # killed, a resume then re-fetches less than one chunk per range.
+        record_every = max(config.buffer_size, config.chunk_size // 2)
+
+        async def record() -> None:
+            nonlocal recorded
+            if position > recorded:
+                await anyio.to_thread.run_sync(_fdatasync, fd)
+                job.journal.set_progress(relpath, index, position - whole.start)
+                job.journal.flush()
+                recorded = position
+
+        try:
+            while position < whole.end:
+                made_progress = False
+                try:
+                    await self._gate.wait()
+                    async with (
+                        self._requests,
+                        self._remote.open_read(
+                            entry, offset=position, length=whole.end - position, if_range=entry.sha256
+                        ) as stream,
+                    ):
+                        if stream.total_size is not None and stream.total_size != entry.size:
+                            raise IntegrityError(
+                                f"{relpath} changed on the server"
+                                f" ({stream.total_size} bytes, listed as {entry.size})"
+                            )
+                        skip = position - stream.start
+                        if skip < 0:
+                            raise IntegrityError(
+                                f"{relpath}: asked for bytes from {position}, got from {stream.start}"
+                            )
+                        # Chunks are gathered in a list and written with one pwritev per batch: no
+                        # copy into a staging buffer, one thread hop per batch.
+                        pending: list[bytes] = []
+                        pending_size = 0
+                        chunks = aiter(stream)
+                        # One stall watchdog for the stream, pushed back as bytes arrive (a cancel
+                        # scope per chunk cost more than the chunk's bytes).
+                        armed = anyio.current_time()
+                        with anyio.CancelScope(deadline=armed + config.stall_timeout) as watchdog:
+                            while position + pending_size < whole.end:
+                                chunk = await anext(chunks, None)
+                                if chunk is None:
+                                    break
+                                now = anyio.current_time()
+                                if now - armed > config.stall_timeout / 8:
+                                    armed, watchdog.deadline = now, now + config.stall_timeout
+                                if skip:  # the server ignored Range: drop what we already have
+                                    dropped = min(skip, len(chunk))
+                                    chunk, skip = chunk[dropped:], skip - dropped
+                                room = whole.end - position - pending_size
+                                if len(chunk) > room:
+                                    chunk = chunk[:room]
+                                if not chunk:
+                                    continue
+                                pending.append(chunk)
+                                pending_size += len(chunk)
+                                if pending_size >= batch or position + pending_size >= whole.end:
+                                    await anyio.to_thread.run_sync(write_at, fd, pending, position, hasher)
+                                    position += pending_size
+                                    tracker.add(pending_size)
+                                    pending, pending_size = [], 0
+                                    if written is not None:
+                                        written[index] = position
+                                    made_progress = True
+                                    if position - recorded >= record_every:
+                                        await record()
+                        if watchdog.cancelled_caught:
+                            raise TimeoutError(
+                                f"{relpath}: no data for {config.stall_timeout:g} s (at byte {position})"
+                            )
+                        if pending:
                             await anyio.to_thread.run_sync(write_at, fd, pending, position, hasher)
-                            written = len(pending)
-                            position += written
-                            pending = bytearray()
-                            made_progress = True
-                            tracker.add(written)
-                            job.journal.set_progress(relpath, index, position - whole.start)
-                    if pending:
-                        await anyio.to_thread.run_sync(write_at, fd, pending, position, hasher)
-                        position += len(pending)
-                        tracker.add(len(pending))
-                        job.journal.set_progress(relpath, index, position - whole.start)
-                if position < whole.end:
-                    raise TransientError(
-                        f"{relpath}: the download ended early at byte {position} of {whole.end}"
-                    )
-            except Exception as exc:
-                failures = 1 if made_progress else failures + 1
-                await self._backoff_or_raise(coordinator, exc, failures)
+                            position += pending_size
+                            tracker.add(pending_size)
+                            if written is not None:
+                                written[index] = position
+                    if position < whole.end:
+                        raise TransientError(
+                            f"{relpath}: the download ended early at byte {position} of {whole.end}"
+                        )
+                except Exception as exc:
+                    failures = 1 if made_progress else failures + 1
+                    await self._backoff_or_raise(coordinator, exc, failures)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await record()
+                except (OSError, HcError) as exc:  # must not hide why the range ended
+                    _log.debug("recording the progress of %s failed: %s", relpath, exc)
+            raise
+        if whole.length < entry.size:
+            # The other ranges may still be running: a kill now must not cost this one's tail.
+            # (A single range is followed at once by fsync, verify and rename.)
+            await record()

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from hc.protocol.ranges import ByteRange, normalize, split_fixed, subtract
+from hc.protocol.ranges import ByteRange, split_fixed, subtract
 
 __all__ = [
-    # ByteRange and normalize are hc.protocol.ranges' own, re-exported: engine test code imports them here.
-    "ByteRange",
     "clamp_part_size",
-    "normalize",
     "plan_download",
     "remaining_download",
     "remaining_upload",

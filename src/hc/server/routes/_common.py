@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,14 +41,33 @@ RAW_PACKAGE = "default"
 RAW_VERSION = "default"
 
 
+#: a path that path_escape leaves as it is, segment by segment (quote's always-safe characters,
+#: Go's PathEscape extras, and the separator)
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~!$&'()*+,;=:@/-]*")
+
+
+def _escape_path(path: str) -> str:
+    """``path_escape`` of each segment, joined by ``/``; a listing page has a thousand of these,
+    and most paths need no escaping at all, which a regex says far faster than quote()."""
+    if _PLAIN_PATH.fullmatch(path):
+        return path
+    return "/".join(path_escape(segment) for segment in path.split("/"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _version_files_path(account: str, registry: str, package: str, version: str) -> str:
+    """generic_file_path up to the file's own path (it ends with ``/``): the same for every file
+    of a listing page, so it is built once, not once a row."""
+    return generic_file_path(account, registry, package, version, "")
+
+
 def file_url(request: web.Request, registry: RegistryRow, package: str, version: str, path: str) -> str:
     """The download URL of a file (``/pkg/{account}/{registry}/files/...``)."""
     if registry.package_type == "RAW":
-        escaped = "/".join(path_escape(segment) for segment in path.split("/"))
+        escaped = _escape_path(path)
         return f"{base_url(request)}{PKG_PREFIX}/{registry.account}/{registry.identifier}/files/{escaped}"
-    return base_url(request) + generic_file_path(
-        registry.account, registry.identifier, package, version, path
-    )
+    prefix = _version_files_path(registry.account, registry.identifier, package, version)
+    return base_url(request) + prefix + _escape_path(path)
 
 
 # ------------------------------------------------------------------------------------ query values

@@ -28,7 +28,6 @@ than opening a file response.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import posixpath
 import re
@@ -56,6 +55,7 @@ from hc.protocol.routes import PKG_PREFIX
 from ..blobs import SMALL_BODY, BlobWriter
 from ..metadata import Catalog, FileRow, PutFile, PutOutcome, RegistryRow
 from ..middlewares import require_account
+from ..smallputs import SmallPut, put_target
 from . import _common as c
 
 routes = web.RouteTableDef()
@@ -155,15 +155,17 @@ async def put_file(request: web.Request) -> web.Response:
         try:
             if length is not None and length <= SMALL_BODY:
                 data = await request.content.readexactly(length) if length else b""
-                checksums = await st.small_blobs.store(data, expected_size=length, expected=expected)
-                # Re-written (fsynced) inside the row's transaction if a delete removed it meanwhile.
-                ensure_blob = functools.partial(st.blobs.write_small, data, checksums.sha256, sync=True)
-            else:
-                writer = st.blobs.open_writer()
-                async for chunk in request.content.iter_any():
-                    await writer.write(chunk)
-                checksums = await writer.finish(expected_size=length, expected=expected)
-                ensure_blob = writer.ensure_blob
+                target = put_target(
+                    registry_id=registry.id, package=package, version=version, path=path, overwrite=overwrite
+                )
+                # Body and row in one group with the other small uploads (hc.server.smallputs).
+                checksums, outcome = await st.small_puts.put(SmallPut(data, length, expected, target))
+                return put_result(registry, package, version, path, checksums, outcome)
+            writer = st.blobs.open_writer()
+            async for chunk in request.content.iter_any():
+                await writer.write(chunk)
+            checksums = await writer.finish(expected_size=length, expected=expected)
+            ensure_blob = writer.ensure_blob
         except (asyncio.IncompleteReadError, ClientPayloadError, HttpProcessingError, ConnectionError) as exc:
             raise IntegrityError(f"the request body ended early ({exc}); nothing was stored") from exc
         except OSError as exc:  # disk full, permissions, I/O error: say so instead of a bare 500

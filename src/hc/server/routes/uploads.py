@@ -85,6 +85,7 @@ async def put_part(request: web.Request) -> web.Response:
             content_range=request.headers.get("Content-Range"),
             content_length=request.content_length,
             body=_body(request),
+            alive=lambda: request.transport is not None and not request.transport.is_closing(),
         )
     except OSError as exc:  # disk full, I/O error: say so instead of a bare 500
         raise StorageError(f"cannot store the part: {exc.strerror or exc}") from exc
