@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             result.notes.append(
                 f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             )
+        ctx.empty_trash()
         results.append(result)
         for check in result.checks:
             value = "–" if check.value is None else f"{check.value:.2f}"

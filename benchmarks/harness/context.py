@@ -53,6 +53,7 @@ class Context:
         # children never see the caller's Harness settings or home
         self.home = self.work / "home"
         self.home.mkdir(exist_ok=True)
+        self._trash: list[Path] = []
 
     def wants(self, result: ScenarioResult, contender: str, run: int, *, informational: bool = False) -> bool:
         """Whether ``contender`` runs again in round ``run``: always in round 0; afterwards only a
@@ -110,7 +111,15 @@ class Context:
                 yield server
         finally:
             if fresh and not keep:
-                shutil.rmtree(store, ignore_errors=True)
+                self._trash.append(store)
+
+    def empty_trash(self) -> None:
+        """Delete the stores of finished samples. Not between samples: ext4 makes the next thousands
+        of file creations slower right after thousands of deletions (it skips the freshly freed
+        inodes), which would charge one contender for the cleanup of the one before it."""
+        for store in self._trash:
+            shutil.rmtree(store, ignore_errors=True)
+        self._trash.clear()
 
     # -- measuring ---------------------------------------------------------------------------
 
