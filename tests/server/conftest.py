@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +76,14 @@ class Api:
             return response.status, await response.read(), response.headers
 
     def blob_files(self) -> list[Path]:
+        """Blobs kept as files (bodies above blobs.INLINE_BODY, and upload sessions')."""
         return sorted(p for p in (self.data_dir / "blobs" / "sha256").rglob("*") if p.is_file())
+
+    def stored_blobs(self) -> list[str]:
+        """The sha256 of every body the store keeps, as a file or in the database."""
+        with contextlib.closing(sqlite3.connect(self.data_dir / "registry.db")) as db:
+            inline = [name for (name,) in db.execute("SELECT sha256 FROM inline_blobs")]
+        return sorted(inline + [p.name for p in self.blob_files()])
 
     def tmp_files(self) -> list[Path]:
         return sorted((self.data_dir / "tmp").iterdir())

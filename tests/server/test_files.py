@@ -69,7 +69,7 @@ async def test_checksum_mismatch_stores_nothing(api: Api, gen: str, size: int) -
         body = await response.json()
     assert body["code"] == "CHECKSUM_MISMATCH"
     assert "md5" in body["message"] and "nothing was stored" in body["message"]
-    assert api.blob_files() == []
+    assert api.stored_blobs() == []
     assert api.tmp_files() == []
     assert (await api.get_bytes(gen, "p/1/bad.bin"))[0] == 404
 
@@ -100,7 +100,7 @@ async def test_short_body_stores_nothing(api: Api, gen: str) -> None:
             break
         await asyncio.sleep(0.05)
     assert api.tmp_files() == []
-    assert api.blob_files() == []
+    assert api.stored_blobs() == []
     assert (await api.get_bytes(gen, "p/1/short.bin"))[0] == 404
 
 
@@ -120,7 +120,7 @@ async def test_reupload_rule(api: Api, gen: str) -> None:
     await api.put(gen, "p/1/f.txt", first, status=200, headers={"X-Hc-Overwrite": "true"})
     assert (await api.get_bytes(gen, "p/1/f.txt"))[1] == first
     # the replaced bytes are no longer referenced, so their blob is gone
-    assert len(api.blob_files()) == 1
+    assert len(api.stored_blobs()) == 1
 
 
 async def test_range_requests(api: Api, gen: str) -> None:
@@ -170,7 +170,7 @@ async def test_escaped_slashes_in_the_file_path_are_accepted(api: Api, gen: str)
 async def test_unsafe_or_incomplete_paths_are_refused(api: Api, gen: str, path: str) -> None:
     async with api.session.put(api.file_url(gen, path), data=SMALL) as response:
         assert response.status == 400, path
-    assert api.blob_files() == []
+    assert api.stored_blobs() == []
 
 
 async def test_non_generic_registry_refuses_files(api: Api) -> None:
@@ -196,14 +196,14 @@ async def test_unknown_registry_is_404(api: Api) -> None:
 async def test_delete_removes_the_file_and_its_unshared_blob(api: Api, gen: str) -> None:
     await api.put(gen, "p/1/a.txt", SMALL)
     await api.put(gen, "p/2/a.txt", SMALL)  # same bytes: one blob
-    assert len(api.blob_files()) == 1
+    assert len(api.stored_blobs()) == 1
     async with api.session.delete(api.file_url(gen, "p/1/a.txt")) as response:
         assert response.status == 204
     assert (await api.get_bytes(gen, "p/1/a.txt"))[0] == 404
-    assert len(api.blob_files()) == 1  # still used by p/2
+    assert len(api.stored_blobs()) == 1  # still used by p/2
     async with api.session.delete(api.file_url(gen, "p/2/a.txt")) as response:
         assert response.status == 204
-    assert api.blob_files() == []
+    assert api.stored_blobs() == []
     async with api.session.delete(api.file_url(gen, "p/2/a.txt")) as response:
         assert response.status == 404
 
@@ -237,7 +237,7 @@ async def test_concurrent_identical_uploads_to_one_path_all_succeed(api: Api, ge
 
     statuses = await asyncio.gather(*(put() for _ in range(10)))
     assert sorted(statuses) == [200] * 9 + [201]
-    assert len(api.blob_files()) == 1
+    assert len(api.stored_blobs()) == 1
 
 
 async def test_uploads_fsync_each_file_where_group_flush_is_unavailable(
@@ -246,6 +246,7 @@ async def test_uploads_fsync_each_file_where_group_flush_is_unavailable(
     from hc.server import blobs
     from hc.server.embedded import serve_embedded
 
+    body = os.urandom(blobs.INLINE_BODY + 1)  # smaller bodies are kept in registry.db, not in files
     monkeypatch.setattr(blobs, "_syncfs", None)  # as where syncfs is missing: no group flush
     synced: list[int] = []
     real_fsync = os.fsync
@@ -259,10 +260,10 @@ async def test_uploads_fsync_each_file_where_group_flush_is_unavailable(
             json={"identifier": "gen", "packageType": "GENERIC"},
         ) as response:
             assert response.status == 201
-        async with s.put(f"{server.base_url}/pkg/local/gen/files/p/1/f", data=SMALL) as response:
+        async with s.put(f"{server.base_url}/pkg/local/gen/files/p/1/f", data=body) as response:
             assert response.status == 201
         async with s.get(f"{server.base_url}/pkg/local/gen/files/p/1/f") as response:
-            assert await response.read() == SMALL
+            assert await response.read() == body
     assert len(synced) >= 2  # the file and its shard folder
 
 

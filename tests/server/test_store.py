@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import sqlite3
 import stat
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -14,21 +17,27 @@ from click.testing import CliRunner
 
 from hc.cli.server import server_group
 from hc.server.admin import fsck
+from hc.server.blobs import INLINE_BODY
 from hc.server.embedded import ensure_local_credentials
 from hc.server.paths import default_data_dir
 
 from .conftest import Api
 
+#: bodies above blobs.INLINE_BODY are kept as blob files (smaller ones in registry.db)
+FILE_SIZE = INLINE_BODY + 1
+
 
 async def test_fsck_is_clean_then_finds_a_corrupt_and_a_missing_blob(api: Api) -> None:
     await api.create_registry("gen")
-    await api.put("gen", "p/1/a", b"aaaa")
-    await api.put("gen", "p/1/b", b"bbbb")
-    await api.put("gen", "p/2/a", b"aaaa")  # shares a's blob
+    await api.put("gen", "p/1/a", b"a" * FILE_SIZE)
+    await api.put("gen", "p/1/b", b"b" * FILE_SIZE)
+    await api.put("gen", "p/2/a", b"a" * FILE_SIZE)  # shares a's blob
     report = fsck(api.data_dir)
     assert report.clean, report.faults
     assert (report.blobs_checked, report.files_checked) == (2, 3)
-    blob_a, blob_b = api.blob_files()
+    blob_a, blob_b = sorted(
+        api.blob_files(), key=lambda p: p.name != hashlib.sha256(b"a" * FILE_SIZE).hexdigest()
+    )
     blob_a.write_bytes(b"tampered")
     blob_b.unlink()
     report = fsck(api.data_dir)
@@ -40,9 +49,30 @@ async def test_fsck_is_clean_then_finds_a_corrupt_and_a_missing_blob(api: Api) -
     assert "fault" in report.summary()
 
 
-async def test_fsck_command_exit_codes(api: Api) -> None:
+async def test_fsck_checks_the_bodies_kept_in_the_database(api: Api) -> None:
+    """Small bodies live in registry.db (inline_blobs), not in files: fsck hashes them too."""
     await api.create_registry("gen")
     await api.put("gen", "p/1/a", b"aaaa")
+    await api.put("gen", "p/1/b", b"bbbb")
+    await api.put("gen", "p/2/a", b"aaaa")  # shares a's body
+    assert api.blob_files() == []  # no file per small upload
+    report = fsck(api.data_dir)
+    assert report.clean, report.faults
+    assert (report.blobs_checked, report.files_checked) == (2, 3)
+    digest_a, digest_b = hashlib.sha256(b"aaaa").hexdigest(), hashlib.sha256(b"bbbb").hexdigest()
+    with contextlib.closing(sqlite3.connect(api.data_dir / "registry.db")) as db, db:
+        db.execute("UPDATE inline_blobs SET data = ? WHERE sha256 = ?", (b"tampered", digest_a))
+        db.execute("DELETE FROM inline_blobs WHERE sha256 = ?", (digest_b,))
+    report = fsck(api.data_dir)
+    corrupt = [f for f in report.faults if f.startswith("corrupt blob")]
+    missing = [f for f in report.faults if f.startswith("missing blob")]
+    assert len(corrupt) == 1 and digest_a in corrupt[0]
+    assert len(missing) == 1 and digest_b in missing[0] and "local/gen/p/1/b" in missing[0]
+
+
+async def test_fsck_command_exit_codes(api: Api) -> None:
+    await api.create_registry("gen")
+    await api.put("gen", "p/1/a", b"a" * FILE_SIZE)
     runner = CliRunner()
     clean = runner.invoke(server_group, ["fsck", "--data-dir", str(api.data_dir)])
     assert clean.exit_code == 0, clean.output
@@ -143,7 +173,7 @@ async def test_trash_left_by_a_crash_mid_delete_is_settled(api: Api) -> None:
     """A delete moves an orphaned blob to tmp/trash.* inside its transaction; if the process died
     before committing, the row still exists and the next start puts the blob back."""
     await api.create_registry("gen")
-    await api.put("gen", "p/1/a", b"keep me")
+    await api.put("gen", "p/1/a", b"keep me" * FILE_SIZE)
     (blob,) = api.blob_files()
     trash = api.data_dir / "tmp" / f"trash.{blob.name}.deadbeef"
     os.rename(blob, trash)

@@ -191,7 +191,7 @@ async def test_digest_mismatch_stores_nothing_and_discards_the_session(api: Api,
     body = await commit(api, upload_id, "0" * 64, status=400)
     assert body["code"] == "CHECKSUM_MISMATCH" and "nothing was stored" in body["message"]
     await get_state(api, upload_id, status=404)
-    assert api.blob_files() == [] and session_files(api.data_dir) == []
+    assert api.stored_blobs() == [] and session_files(api.data_dir) == []
     assert (await api.get_bytes(gen, "pkg/1.0/big.bin"))[0] == 404
 
     # Bytes other than the declared ones: caught even when the client repeats the declared digest.
@@ -201,7 +201,7 @@ async def test_digest_mismatch_stores_nothing_and_discards_the_session(api: Api,
     await patch(api, upload_id, other, 0, 1000)
     body = await commit(api, upload_id, hashlib.sha256(declared).hexdigest(), status=400)
     assert body["code"] == "CHECKSUM_MISMATCH"
-    assert api.blob_files() == [] and session_files(api.data_dir) == []
+    assert api.stored_blobs() == [] and session_files(api.data_dir) == []
     assert fsck(api.data_dir).clean
 
 
@@ -272,13 +272,13 @@ async def test_begin_says_unchanged_when_the_file_is_already_there(api: Api, gen
     body = await commit(api, upload_id, hashlib.sha256(new).hexdigest(), status=409)
     assert body["code"] == "CONFLICT"
     assert (await get_state(api, upload_id))["offset"] == len(new)  # kept: retry with overwrite
-    assert len(api.blob_files()) == 1  # the refused bytes did not reach the blob store
+    assert len(api.stored_blobs()) == 1  # the refused bytes did not reach the blob store
     replaced = await commit(
         api, upload_id, hashlib.sha256(new).hexdigest(), status=200, query="&overwrite=true"
     )
     assert replaced["data"]["outcome"] == "replaced"
     assert (await api.get_bytes(gen, "pkg/1.0/big.bin"))[1] == new
-    assert len(api.blob_files()) == 1  # the replaced bytes were collected
+    assert len(api.stored_blobs()) == 1  # the replaced bytes were collected
     assert fsck(api.data_dir).clean
 
 

@@ -140,7 +140,7 @@ async def test_artifacts_versions_and_deletes(api: Api) -> None:
     assert (await api.get_bytes("gen", "a/2.0/f"))[1] == b"a/2.0/f"
     await api.json("DELETE", f"{V1}/registry/local%2Fgen/+/artifact/a/+")
     await api.json("GET", f"{V1}/registry/local%2Fgen/+/artifact/a/+/versions", status=404)
-    assert len(api.blob_files()) == 1  # only b's bytes remain
+    assert len(api.stored_blobs()) == 1  # only b's bytes remain
 
 
 async def test_bad_paging_parameters_are_400(api: Api) -> None:

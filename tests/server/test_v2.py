@@ -135,9 +135,9 @@ async def test_copy_shares_blobs_and_carries_metadata(api: Api) -> None:
             "metadata": [{"key": "built-by", "value": "ci"}],
         },
     )
-    blobs_before = api.blob_files()
+    blobs_before = api.stored_blobs()
     assert (await api.json("POST", f"{V2}/copy?{_copy_query()}")) == {"status": "SUCCESS"}
-    assert api.blob_files() == blobs_before  # no byte copied
+    assert api.stored_blobs() == blobs_before  # no byte copied
     assert (await api.get_bytes("dst", "tool/1.0/bin/tool"))[1] == big
     assert (await api.get_bytes("dst", "tool/1.0/README"))[1] == small
     meta = await api.json(

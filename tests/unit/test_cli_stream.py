@@ -60,6 +60,16 @@ def test_a_table_is_sized_by_its_first_rows_and_never_cuts_a_later_cell() -> Non
     assert stream.close() == ""
 
 
+def test_table_rows_after_the_sample_are_aligned_like_the_sample() -> None:
+    columns = (("path", "File"), ("size", "Size"), ("note", "Note"))
+    rows = [{"path": f"{{p{i}}}", "size": i, "note": "x" if i % 2 else None} for i in range(7)]
+    rows.append({"path": "q", "size": "", "note": ""})
+    whole = render_items(rows, columns=columns, output_format=OutputFormat.TABLE)
+    streamed = _streamed(ItemStream(OutputFormat.TABLE, columns=columns, table_sample=3), rows)
+    assert streamed == whole + "\n"
+    assert streamed.splitlines()[-1] == "q     -     -"
+
+
 def test_an_empty_table_prints_its_message_or_nothing() -> None:
     assert ItemStream(OutputFormat.TABLE, columns=COLUMNS, empty_message="No files found").close() == (
         "No files found\n"
@@ -108,3 +118,14 @@ async def test_a_one_page_table_ends_with_the_go_footer() -> None:
         ArtifactListing("files", _items(0), has_more=False), OutputFormat.TABLE, write=pieces.append
     )
     assert "".join(pieces) == "Last page\n"
+
+
+def test_streamed_json_is_byte_for_byte_json_dumps_of_the_list() -> None:
+    flat: list[dict[str, Any]] = [
+        {"path": 'a, "b": c\n', "size": 7, "sha256": None, "ok": True, "ratio": 1.5, "é": "ü"},
+        {"z": -0.0, "a": 1e20, "nan": float("nan")},
+        {"only": "one"},
+    ]
+    for items in (flat, ITEMS, flat + ITEMS + [{}]):
+        expected = json.dumps(items, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        assert _streamed(ItemStream(OutputFormat.JSON), items) == expected

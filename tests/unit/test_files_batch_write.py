@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -43,6 +44,51 @@ async def test_every_submitted_file_lands_under_its_final_name(tmp_path: Path) -
         assert (tmp_path / name).read_bytes() == body
         assert os.stat(tmp_path / name).st_ino == st.st_ino  # the stat describes the final file
     assert not list(tmp_path.rglob("*.part"))
+
+
+async def test_a_file_is_reported_only_after_a_sync_that_followed_its_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The power-cut promise: the bytes are synced before the rename, and the item is reported
+    # written only once a later sync made its name durable (shared with the next batch's bytes).
+    writer = BatchWriter(tmp_path, max_batch=7)
+    events: list[tuple[str, str]] = []
+    real_sync, real_rename = writer._sync, writer._rename
+    calls: list[int] = []
+
+    def sync(data: list[Any], names: list[Any]) -> None:
+        calls.append(len(data) + len(names))
+        events.extend(("sync-data", r.final.name) for r in data)
+        events.extend(("sync-name", r.final.name) for r in names)
+        real_sync(data, names)
+
+    def rename(request: Any) -> bool:
+        events.append(("rename", request.final.name))
+        return real_rename(request)
+
+    monkeypatch.setattr(writer, "_sync", sync)
+    monkeypatch.setattr(writer, "_rename", rename)
+
+    def collector(name: str) -> OnWritten:
+        async def on_done(st: os.stat_result | None, error: OSError | None) -> None:
+            assert error is None
+            events.append(("done", name))
+
+        return on_done
+
+    names = [f"f{i}" for i in range(40)]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        for name in names:
+            await writer.submit(tmp_path / f"{name}.part", tmp_path / name, b"x" * 10, collector(name))
+        tg.cancel_scope.cancel()
+
+    for name in names:
+        order = [kind for kind, which in events if which == name]
+        assert order == ["sync-data", "rename", "sync-name", "done"], (name, order)
+        assert (tmp_path / name).read_bytes() == b"x" * 10
+    # 40 files in batches of 7: one sync per batch plus the last batch's names (not two a batch)
+    assert len(calls) <= 7, calls
 
 
 async def test_a_file_that_cannot_be_written_fails_alone(tmp_path: Path) -> None:

@@ -75,6 +75,10 @@ def test_format_size(value: object, text: str) -> None:
         ({"os": "linux", "arch": "amd64"}, "arch=amd64,os=linux"),
         (["a", "b"], "a, b"),
         ("two\nlines\tand\x1b[31mescape", "two lines and [31mescape"),
+        ("  spaced   out  ", "spaced out"),
+        ("é {braces} ok", "é {braces} ok"),
+        ("no\u00a0break\u3000wide", "no break wide"),  # Unicode spaces are spaces too
+        ("\x00", "-"),
     ],
 )
 def test_format_cell(value: object, text: str) -> None:

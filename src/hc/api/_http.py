@@ -169,6 +169,9 @@ async def open_session(
         timeout=timeout,
         headers={"User-Agent": USER_AGENT},
         trust_env=trust_env,
+        # The Harness API authenticates every request by header and sets no cookie hc needs;
+        # the default jar would filter and update cookies on every request and response.
+        cookie_jar=aiohttp.DummyCookieJar(),
     ) as session:
         yield session
 
@@ -176,7 +179,11 @@ async def open_session(
 @contextmanager
 def map_http_errors(method: str, url: str) -> Iterator[None]:
     """Translate aiohttp and timeout exceptions raised inside the block into ``hc.errors``."""
-    where = f"{method} {_display_url(url)}"
+
+    def _where() -> str:
+        # Built only on failure: this wraps every request, and a success needs no description.
+        return f"{method} {_display_url(url)}"
+
     try:
         yield
     except HcError:
@@ -192,17 +199,17 @@ def map_http_errors(method: str, url: str) -> Iterator[None]:
         reason = exc.os_error.strerror or str(exc)
         raise ConnectFailed(f"cannot connect to {exc.host}:{exc.port}: {reason}") from exc
     except aiohttp.ClientResponseError as exc:
-        raise error_for_status(exc.status, message=exc.message, where=where) from exc
+        raise error_for_status(exc.status, message=exc.message, where=_where()) from exc
     except aiohttp.InvalidURL as exc:
         raise ConfigError(f"invalid URL {exc.url}") from exc
     except aiohttp.TooManyRedirects as exc:
-        raise RemoteError(f"{where}: too many redirects") from exc
+        raise RemoteError(f"{_where()}: too many redirects") from exc
     except TimeoutError as exc:
-        raise TransientError(f"{where}: timed out") from exc
+        raise TransientError(f"{_where()}: timed out") from exc
     except aiohttp.ClientError as exc:
         # aiohttp's text may quote what the server sent (a status line, a header)
         detail = redact(str(exc)) or type(exc).__name__
-        raise TransientError(f"{where}: {detail}") from exc
+        raise TransientError(f"{_where()}: {detail}") from exc
 
 
 async def raise_for_status(response: aiohttp.ClientResponse) -> None:

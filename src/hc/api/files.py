@@ -200,6 +200,7 @@ class HarnessRemote:
         self._registry_id: str | None = None
         self._package_ids: dict[str, str] = {}
         self._version_ids: dict[tuple[str, str], str] = {}
+        self._url_prefixes: dict[tuple[str, str], str] = {}
 
     @classmethod
     async def open(cls, client: RegistryClient, registry: str) -> HarnessRemote:
@@ -456,9 +457,16 @@ class HarnessRemote:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _url(self, location: _Location) -> str:
-        return self._endpoint.pkg_url + generic_file_path(
-            self._endpoint.account, self.registry, location.package, location.version, location.path
-        )
+        # Everything up to the file's own path is the same for every file of a version: escape it
+        # once (a push of many small files builds thousands of these).
+        key = (location.package, location.version)
+        prefix = self._url_prefixes.get(key)
+        if prefix is None:
+            prefix = self._endpoint.pkg_url + generic_file_path(
+                self._endpoint.account, self.registry, location.package, location.version, ""
+            )
+            self._url_prefixes[key] = prefix
+        return prefix + "/".join(path_escape(segment) for segment in location.path.split("/"))
 
     def _uploads_url(self) -> str:
         return self._endpoint.pkg_url + PkgPaths.uploads.format(

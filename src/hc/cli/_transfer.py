@@ -16,6 +16,7 @@ The engine does the work; nothing here moves bytes or decides what to transfer.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -48,11 +49,36 @@ __all__ = [
     "job_state",
     "read_retry_set",
     "summary_line",
+    "tune_gc_for_transfer",
 ]
 
 #: Failed items printed one per line; the rest are counted (all of them are in --results).
 MAX_FAILURE_LINES: Final = 20
 _RETRY_STATUSES: Final = frozenset({Status.FAILED.value, Status.CANCELLED.value})
+
+
+#: young-generation threshold while a transfer runs (CPython's default is 700)
+_GC_YOUNG_THRESHOLD: Final = 50_000
+_gc_tuned = False
+
+
+def tune_gc_for_transfer() -> None:
+    """Make the cyclic garbage collector cheap for the rest of this (short-lived) process.
+
+    A transfer allocates a few dozen container objects per file and per request (tasks, futures,
+    headers, events) and frees almost all of them by reference counting; CPython still runs a
+    young collection every 700 allocations, and every tenth of those walks again the tens of
+    thousands of objects the imports left behind. Freezing what exists now (modules, classes:
+    they live until exit anyway) and collecting the young generation less often saved about a
+    tenth of the client's CPU on 5,000 small files. Cycles are still collected, only later.
+    """
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(_GC_YOUNG_THRESHOLD, middle, old)
 
 
 @dataclass(frozen=True, kw_only=True)

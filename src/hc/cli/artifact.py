@@ -30,9 +30,9 @@ from hc.cli import render
 from hc.cli._group import AliasGroup, LazyCommand, echo_text, global_options, pass_state, prompt_allowed
 from hc.cli.context import CliState, Notify, open_client, run_async
 from hc.config import OutputFormat, Settings
-from hc.errors import HcError, NotFound, UsageError
+from hc.errors import HcError, NotFound, RemoteError, UsageError
 from hc.protocol.identifiers import validate_registry_identifier, validate_version_name
-from hc.protocol.models import BulkDeleteResult
+from hc.protocol.models import BulkDeleteResult, FileV3
 
 __all__ = [
     "ARTIFACT_COLUMNS",
@@ -80,6 +80,12 @@ FILE_COLUMNS: Final[Sequence[render.Column]] = (
     ("createdAt", "Created"),
 )
 _WILDCARD_FORBIDDEN: Final = re.compile(r"[\[\]{}]")
+_HEX_DIGITS: Final = re.compile(r"[0-9a-f]+")
+_WELL_FORMED_DIGESTS: Final = re.compile(r"[0-9a-f]{32}:[0-9a-f]{40}:[0-9a-f]{64}:[0-9a-f]{128}")
+#: v3 file-listing page sizes when listing everything: hc registries allow 1000 a page; Harness is
+#: asked for its usual 100 (as the transfer engine's listings do).
+FILES_PAGE_SIZE_HC: Final = 1000
+FILES_PAGE_SIZE: Final = 100
 
 
 def _quiet_notify(_: str) -> None:
@@ -198,14 +204,32 @@ async def open_listing(
                 missing = _no_artifact(registry, package)
                 yield ArtifactListing("versions", _as_json(versions, lambda v: v.to_json(), missing=missing))
             return
+        # Straight from the v3 listing to output rows, not through the engine's file entries:
+        # this is the hot path of listing a large version.
         remote = await HarnessRemote.open(client, registry)
-        if not await remote.version_exists(package, version):
+        registry_id = await remote.registry_id()
+        found_package = await artifacts.find_package(registry_id, package)
+        found_version = (
+            await artifacts.find_version(registry_id, found_package.id, version)
+            if found_package is not None and found_package.id
+            else None
+        )
+        if found_version is None or not found_version.id:
             raise NotFound(f"version {package}/{version} not found in registry {registry!r}")
         if one_page:
-            files, more = await remote.files_page(package, version, page=index, size=size)
-            yield ArtifactListing("files", _each([_file_item(f) for f in files]), has_more=more)
+            files_page = await artifacts.files_page(
+                registry_id=registry_id, version_id=found_version.id, page=index, size=size
+            )
+            rows = [_file_item(f) for f in files_page.items]
+            yield ArtifactListing("files", _each(rows), has_more=files_page.has_more)
         else:
-            yield ArtifactListing("files", _as_json(remote.list_files(package, version), _file_item))
+            files = artifacts.iter_files(
+                registry_id=registry_id,
+                version_id=found_version.id,
+                page_size=FILES_PAGE_SIZE_HC if remote.capabilities.hc_server else FILES_PAGE_SIZE,
+                expected_count=found_version.file_count,
+            )
+            yield ArtifactListing("files", _as_json(files, _file_item))
 
 
 def _no_artifact(registry: str, package: str) -> NotFound:
@@ -236,17 +260,47 @@ async def _each(items: Iterable[JSONObject]) -> AsyncGenerator[JSONObject, None]
         yield item
 
 
-def _file_item(entry: Any) -> JSONObject:
+def _file_item(file: FileV3) -> JSONObject:
+    """A listed file as hc shows it: the path inside the version (no leading ``/``), the size as
+    a number, digests as lower-case hex or null when malformed (as the transfer engine reads a
+    listing), ``createdAt`` in epoch milliseconds or null."""
+    path = str(file.path or file.name).lstrip("/")
+    try:
+        size = int(str(file.size).strip())
+    except ValueError:
+        raise RemoteError(f"the listing gave {file.path!r} a size of {file.size!r}") from None
+    md5: str | None = file.md5
+    sha1: str | None = file.sha1
+    sha256: str | None = file.sha256
+    sha512: str | None = file.sha512
+    # One match for the usual case (four well-formed digests) instead of four checks.
+    if not (
+        type(md5) is str
+        and type(sha1) is str
+        and type(sha256) is str
+        and type(sha512) is str
+        and _WELL_FORMED_DIGESTS.fullmatch(f"{md5}:{sha1}:{sha256}:{sha512}")
+    ):
+        md5, sha1 = _hex_digest(md5, 32), _hex_digest(sha1, 40)
+        sha256, sha512 = _hex_digest(sha256, 64), _hex_digest(sha512, 128)
     return {
-        "path": entry.path,
-        "name": entry.path.rsplit("/", 1)[-1],
-        "size": entry.size,
-        "md5": entry.md5,
-        "sha1": entry.sha1,
-        "sha256": entry.sha256,
-        "sha512": entry.sha512,
-        "createdAt": entry.created_at,
+        "path": path,
+        "name": path.rsplit("/", 1)[-1],
+        "size": size,
+        "md5": md5,
+        "sha1": sha1,
+        "sha256": sha256,
+        "sha512": sha512,
+        "createdAt": file.created_at if isinstance(file.created_at, int) else None,
     }
+
+
+def _hex_digest(value: object, length: int) -> str | None:
+    """A well-formed digest of ``length`` hex digits in lower case, or None."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    return text if len(text) == length and _HEX_DIGITS.fullmatch(text) else None
 
 
 async def get_artifact(
@@ -276,15 +330,22 @@ def format_timestamp(value: object) -> str:
     millis: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         millis = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and value.strip().isdecimal():
         millis = int(value.strip())
     if millis is None:
         return render.format_cell(value)
+    text = _utc_second(millis // 1000)
+    return render.format_cell(value) if text is None else text
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_second(seconds: int) -> str | None:
+    """An epoch second as UTC date and time (None when out of range). Cached: the files of a
+    listing were mostly made in the same few seconds, and formatting dates is slow."""
     try:
-        moment = dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC)
+        return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
     except (OverflowError, OSError, ValueError):
-        return render.format_cell(value)
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
+        return None
 
 
 #: Listing output is written in pieces of about this many characters.

@@ -21,7 +21,7 @@ from hc.cli._artifact_transfer import (
 )
 from hc.cli._group import AliasGroup, global_options, pass_state
 from hc.cli._options import ProgressMode, transfer_options
-from hc.cli._transfer import TransferJob, TransferOptions
+from hc.cli._transfer import TransferJob, TransferOptions, tune_gc_for_transfer
 from hc.cli.context import CliState, run_job
 from hc.config import OutputFormat, Settings
 from hc.transfer import ItemResult, Status
@@ -48,6 +48,7 @@ def _transfer_options(
 
 
 def _transfer_job(settings: Settings, label: str, options: TransferOptions, verb: str) -> TransferJob:
+    tune_gc_for_transfer()
     return TransferJob(
         label=label,
         options=options,

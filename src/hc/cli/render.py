@@ -65,7 +65,7 @@ _BYTESIZE_RE: Final = re.compile(r"(\d+(?:\.\d+)?)\s?(B|KB|MB|GB|TB|PB|EB)", re.
 
 def human_size(size: int) -> str:
     """Bytes in 1024-based units: ``512 B``, ``1.5 MiB``, ``2.0 GiB``."""
-    if size < 0:
+    if size < 1024:
         return f"{size} B"
     value = float(size)
     for unit in _UNITS:
@@ -78,6 +78,8 @@ def human_size(size: int) -> str:
 def format_size(value: object) -> str:
     """A size cell: byte counts (numbers or digit strings) and go-bytesize strings (``1.50MB``, as
     Harness v1 lists send) become human sizes; any other text passes as it is."""
+    if type(value) is str and value.isdecimal():  # v3 listings: one of these per file
+        return human_size(int(value))
     if isinstance(value, bool):
         return format_cell(value)
     if isinstance(value, int):
@@ -86,7 +88,7 @@ def format_size(value: object) -> str:
         return human_size(int(value))
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if text.isdecimal():
             return human_size(int(text))
         match = _BYTESIZE_RE.fullmatch(text)
         if match:
@@ -97,6 +99,9 @@ def format_size(value: object) -> str:
 
 def format_cell(value: object) -> str:
     """One table cell: ``-`` for missing/empty, integers in full, maps as sorted ``k=v,k2=v2``."""
+    if type(value) is str:  # most cells: checked first, before the slower isinstance chain
+        text = _one_line(value)
+        return text if text else _MISSING
     if value is None:
         return _MISSING
     if isinstance(value, bool):
@@ -158,10 +163,13 @@ class ItemStream:
         self._format = output_format
         self._columns = columns
         self._formatters = formatters or {}
+        self._cell_makers = [(key, self._formatters.get(key, format_cell)) for key, _ in columns]
         self._empty_message = empty_message
         self._sample_size = table_sample
         self._held: list[list[str]] = []
         self._widths: list[int] | None = None
+        # Once the widths are known, one format string pads a whole row (what _line does).
+        self._row_format: str | None = None
         self._count = 0
 
     @property
@@ -171,14 +179,15 @@ class ItemStream:
 
     def add(self, item: Mapping[str, Any]) -> str:
         self._count += 1
+        if self._row_format is not None:  # a table past its sample: the common case, first
+            cells = [make(item.get(key)) for key, make in self._cell_makers]
+            return self._row_format.format(*cells).rstrip() + "\n"
         first = self._count == 1
         if self._format is OutputFormat.JSON:
-            return ("[\n" if first else ",\n") + _indent(to_json(item))
+            return ("[\n" if first else ",\n") + _indent(_item_json(item))
         if self._format is OutputFormat.YAML:
             return _yaml_text([item])
-        cells = [self._formatters.get(key, format_cell)(item.get(key)) for key, _ in self._columns]
-        if self._widths is not None:
-            return _line(cells, self._widths) + "\n"
+        cells = [make(item.get(key)) for key, make in self._cell_makers]
         self._held.append(cells)
         if self._sample_size is not None and len(self._held) >= self._sample_size:
             return self._release()
@@ -202,6 +211,7 @@ class ItemStream:
         lines = [_line(headers, widths), _line(["-" * w for w in widths], widths)]
         lines.extend(_line(cells, widths) for cells in self._held)
         self._widths, self._held = widths, []
+        self._row_format = "  ".join(f"{{:<{width}}}" for width in widths)
         return "\n".join(lines) + "\n"
 
 
@@ -234,6 +244,23 @@ def page_line(*, index: int, count: int, total: int | None) -> str:
 
 def to_json(value: object) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+#: Flat items (every value a scalar) are dumped by the C encoder in one call, with the line break
+#: and indentation as the item separator; json.dumps with ``indent`` uses the pure-Python encoder,
+#: ten times slower (a listing prints a hundred thousand files).
+_FLAT_ENCODER: Final = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, check_circular=False, separators=(",\n  ", ": ")
+)
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+
+
+def _item_json(item: Mapping[str, Any]) -> str:
+    """``to_json(item)``, the same text."""
+    if item and type(item) is dict and all(type(v) in _SCALARS for v in item.values()):
+        text = _FLAT_ENCODER.encode(item)  # '{"a": 1,\n  "b": 2}'
+        return "{\n  " + text[1:-1] + "\n}"
+    return to_json(item)
 
 
 def to_yaml(value: object) -> str:
@@ -270,7 +297,12 @@ def _format_float(value: float) -> str:
 
 
 def _one_line(text: str) -> str:
-    clean = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    # Nearly every cell is already one clean line: str.isprintable and a search for a space are
+    # C loops, where the character-by-character repair below is a Python loop over every cell.
+    if text.isprintable():
+        clean = " ".join(text.split()) if " " in text else text
+    else:
+        clean = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
     return clean if len(clean) <= _MAX_CELL else clean[: _MAX_CELL - 1] + "…"
 
 

@@ -4,9 +4,9 @@
 and lets in-flight requests finish (up to ``shutdown_timeout``) before closing the store; an upload
 cut short by the shutdown leaves only a temp file, swept at the next start.
 
-``fsck`` re-hashes every blob (its name must be the sha256 of its bytes) and checks that every file
-row has its blob. Blobs that no row references are not faults (a crash between link and commit
-leaves one); they are counted in the summary.
+``fsck`` re-hashes every blob, file or row of ``inline_blobs`` (its name must be the sha256 of its
+bytes), and checks that every file row has its blob. Blobs that no row references are not faults
+(a crash between link and commit leaves one); they are counted in the summary.
 """
 
 from __future__ import annotations
@@ -111,6 +111,14 @@ def fsck(data_dir: Path, *, threads: int = 2) -> FsckReport:
                 relative = path.relative_to(data_dir)
                 if actual != name:
                     report.faults.append(f"corrupt blob {relative}: its bytes hash to {actual}")
+                elif name not in referenced:
+                    report.unreferenced_blobs += 1
+            # small bodies kept in the database (hc.server.smallputs): checked the same way
+            for name, actual in db.run_sync(Catalog.inline_blob_digests):
+                report.blobs_checked += 1
+                present.add(name)
+                if actual != name:
+                    report.faults.append(f"corrupt blob {name} (in registry.db): its bytes hash to {actual}")
                 elif name not in referenced:
                     report.unreferenced_blobs += 1
             for sha256, where in rows:

@@ -25,10 +25,11 @@ Why this shape:
   instead of two fsyncs each, so a 4 KiB upload costs a share of one thread hop and one flush.
   A small PUT runs that batch on the database thread and records the rows in the same call
   (``hc.server.smallputs``). Small files are written as unnamed ``O_TMPFILE`` files linked to their
-  address: no temp name to create, lock and remove. (Their cost is mostly ext4 allocating an inode:
-  right after many files were deleted, it skips each recently deleted inode on every allocation,
-  which tripled the kernel time of a 5,000-file push; keeping small bodies in SQLite, an inode
-  per batch, would remove that.)
+  address: no temp name to create, lock and remove.
+- PUT bodies of ``INLINE_BODY`` (64 KiB) or less are not files at all: they are kept in the
+  database (``inline_blobs``, keyed by sha256) and written in the transaction of their row. A file
+  per 4 KiB upload cost mostly ext4 allocating an inode (tripled right after many files were
+  deleted, as it skips recently freed inodes) plus a ``syncfs`` per batch; a row costs neither.
 - Upload sessions (``hc.server.uploads``) reuse the hash lanes (``LaneHashers``) and ``link``: a
   session's preallocated file, once verified, is hard-linked to its address like a temp file.
 """
@@ -56,10 +57,22 @@ from hc.protocol.digest import ALGORITHMS, Checksums
 
 from .paths import StoreLayout
 
-__all__ = ["BATCH", "SMALL_BODY", "BlobStore", "BlobWriter", "LaneHashers", "SmallBlobs"]
+__all__ = [
+    "BATCH",
+    "INLINE_BODY",
+    "SMALL_BODY",
+    "BlobStore",
+    "BlobWriter",
+    "LaneHashers",
+    "SmallBlobs",
+    "hash_and_verify",
+]
 
 #: Bodies up to this size are handled in one worker call (and read whole into memory).
 SMALL_BODY: Final = 1 << 20
+#: Small PUT bodies up to this size are kept in the database (``inline_blobs``), not in a file
+#: (hc.server.smallputs); a download of that size is one read either way.
+INLINE_BODY: Final = 64 * 1024
 #: Large bodies are handed to the lanes in batches of at least this many bytes. 4 MiB measured ~10%
 #: faster than 1 MiB for 1 GiB (fewer lock-step rounds and writeback calls) at ≤ 8 MiB per upload.
 BATCH: Final = 4 << 20
@@ -464,6 +477,13 @@ class LaneHashers:
             sha1=digests["sha1"],
             sha512=digests["sha512"],
         )
+
+
+def hash_and_verify(data: bytes, expected_size: int | None, expected: Mapping[str, str]) -> Checksums:
+    """All four digests of a whole body, checked against what the request declared."""
+    hashers = LaneHashers()
+    hashers.update_inline(data)
+    return _verify(hashers.result(), expected_size, expected)
 
 
 def _parse_expected(expected: Mapping[str, str]) -> dict[str, str]:

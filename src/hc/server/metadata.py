@@ -7,8 +7,11 @@ Why SQLite, and how it is used:
   writer writes; ``busy_timeout`` makes a second writer wait instead of failing; every write
   transaction starts with ``BEGIN IMMEDIATE`` so two writers never deadlock upgrading read locks.
 - ``synchronous=NORMAL`` in WAL mode: a commit survives a process crash (the case hc must handle,
-  e.g. SIGKILL mid-upload) without an fsync per commit; the blob itself is fsynced before its row
-  is committed, so a row never points at bytes that a crash could lose.
+  e.g. SIGKILL mid-upload) without an fsync per commit; a blob file is fsynced before its row is
+  committed, so a row never points at bytes that a crash could lose. Small bodies (≤ 64 KiB) live
+  in ``inline_blobs`` and are written in their row's transaction: they share its fate exactly.
+  (``FULL`` would also survive power loss, at one WAL fsync per commit: measured on 5,000 × 4 KiB
+  PUTs, server CPU about the same but 1,860 instead of 3,400 files/s on this VM.)
 - One connection, used by one dedicated thread (``Database``): SQLite work never blocks the event
   loop, which the embedded server shares with the client in the same process, and statements are
   serialised without Python locks. A file upload costs one read before the body and one short write
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import re
 import sqlite3
@@ -66,8 +70,9 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: 2 added upload_sessions (created by the migration: every statement is IF NOT EXISTS)
-SCHEMA_VERSION: Final = 2
+#: 2 added upload_sessions, 3 inline_blobs (created by the migration: every statement is IF NOT
+#: EXISTS)
+SCHEMA_VERSION: Final = 3
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -157,6 +162,10 @@ CREATE TABLE IF NOT EXISTS upload_sessions (
     expires_at   INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS upload_sessions_by_expiry ON upload_sessions (expires_at);
+CREATE TABLE IF NOT EXISTS inline_blobs (
+    sha256  TEXT PRIMARY KEY,
+    data    BLOB NOT NULL
+);
 """
 
 
@@ -317,6 +326,9 @@ class PutFile:
     checksums: Checksums
     overwrite: bool
     ensure_blob: Callable[[], None]
+    #: a small body kept in the database (``inline_blobs``) instead of a blob file: written in the
+    #: row's own transaction, so ``ensure_blob`` is not called
+    inline: bytes | None = None
 
 
 class PutOutcome(Enum):
@@ -468,6 +480,8 @@ class Catalog:
         try:
             yield conn, candidates
             orphans = [d for d in dict.fromkeys(candidates) if not self._referenced(d)]
+            if orphans:  # inline bodies go with the transaction (a rollback keeps them)
+                conn.executemany("DELETE FROM inline_blobs WHERE sha256 = ?", [(d,) for d in orphans])
             if orphans and self._blob_hooks is not None:
                 trashed = self._blob_hooks.trash(orphans)
             conn.execute("COMMIT")
@@ -880,6 +894,21 @@ class Catalog:
         ).fetchone()
         return None if row is None else self._file_from(row)
 
+    def get_file_body(
+        self, registry_id: int, package: str, version: str, path: str
+    ) -> tuple[FileRow, bytes | None] | None:
+        """``get_file`` plus the body when the database holds it (None: it is a blob file)."""
+        row = self._conn.execute(
+            f"""SELECT {self._FILE_COLUMNS}, b.data FROM files f JOIN versions v ON v.id = f.version_id
+                JOIN packages p ON p.id = v.package_id LEFT JOIN inline_blobs b ON b.sha256 = f.sha256
+                WHERE p.registry_id = ? AND p.name = ? AND v.name = ? AND f.path = ?""",
+            (registry_id, package, version, path),
+        ).fetchone()
+        if row is None:
+            return None
+        body = row[-1]
+        return self._file_from(row[:-1]), None if body is None else bytes(body)
+
     def list_files(
         self,
         *,
@@ -976,7 +1005,11 @@ class Catalog:
                 self._cursors[(listing, query.offset + i + 1, generation)] = (rows[i][key_index], rows[i][0])
         while len(self._cursors) > _MAX_CURSORS:
             self._cursors.popitem(last=False)
-        return [(self._file_from(row[:11]), _registry_from(row[11:])) for row in rows], total
+        if not rows:
+            return [], total
+        # Every row is of the same version, hence of one registry: parse its row once.
+        registry = _registry_from(rows[0][11:])
+        return [(self._file_from(row[:11]), registry) for row in rows], total
 
     @staticmethod
     def _upsert_version(
@@ -1041,6 +1074,7 @@ class Catalog:
         overwrite: bool,
         ensure_blob: Callable[[], None],
         versions: dict[tuple[int, str, str], int] | None = None,
+        inline: bytes | None = None,
     ) -> PutOutcome:
         """One file row. ``versions`` caches version ids already checked and touched in this
         transaction (a batch of uploads to one version then costs two statements a file)."""
@@ -1066,7 +1100,7 @@ class Catalog:
                     f"{package}/{version}/{path} already exists with different content "
                     f"(sha256 {old_sha256}); pass overwrite=true to replace it"
                 )
-            ensure_blob()
+            self._ensure_body(conn, checksums.sha256, inline, ensure_blob)
             conn.execute(
                 """UPDATE files SET size = ?, sha256 = ?, md5 = ?, sha1 = ?, sha512 = ?, created_at = ?
                    WHERE id = ?""",
@@ -1074,13 +1108,23 @@ class Catalog:
             )
             orphans.append(old_sha256)
             return PutOutcome.REPLACED
-        ensure_blob()
+        self._ensure_body(conn, checksums.sha256, inline, ensure_blob)
         conn.execute(
             """INSERT INTO files (version_id, path, size, sha256, md5, sha1, sha512, created_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
             (version_id, path, checksums.size, checksums.sha256, md5, sha1, sha512, now),
         )
         return PutOutcome.CREATED
+
+    @staticmethod
+    def _ensure_body(
+        conn: sqlite3.Connection, sha256: str, inline: bytes | None, ensure_blob: Callable[[], None]
+    ) -> None:
+        """Make sure the bytes a new row names exist, inside the row's transaction."""
+        if inline is None:
+            ensure_blob()
+        else:
+            conn.execute("INSERT OR IGNORE INTO inline_blobs (sha256, data) VALUES (?, ?)", (sha256, inline))
 
     def put_files(self, items: Sequence[PutFile]) -> list[PutOutcome | Exception]:
         """Group commit: record several uploads in one write transaction, each in a savepoint so
@@ -1107,6 +1151,7 @@ class Catalog:
                         overwrite=item.overwrite,
                         ensure_blob=item.ensure_blob,
                         versions=versions,
+                        inline=item.inline,
                     )
                 except (HcError, OSError) as exc:
                     conn.execute("ROLLBACK TO put_file")
@@ -1142,6 +1187,13 @@ class Catalog:
 
     def is_referenced(self, sha256: str) -> bool:
         return self._referenced(sha256)
+
+    def inline_blob_digests(self) -> list[tuple[str, str]]:
+        """(name, sha256 of the stored bytes) of every body kept in the database, for fsck."""
+        return [
+            (str(name), hashlib.sha256(data).hexdigest())
+            for name, data in self._conn.execute("SELECT sha256, data FROM inline_blobs ORDER BY sha256")
+        ]
 
     def under_write_lock(self, fn: Callable[[Callable[[str], bool]], R]) -> R:
         """Run ``fn(is_referenced)`` holding the store-wide write lock (the start-up sweep uses it

@@ -9,8 +9,12 @@ at concurrency 2. Here the whole group is one call: hash and verify each body, w
 one ``syncfs`` (``SmallBlobs.store_batch``), then every row in one transaction
 (``Catalog.put_files``), with ``ensure_blob`` re-checking each body inside it as before.
 
-Durability is unchanged: the bodies are durable (syncfs, or an fsync each where syncfs is missing)
-before the transaction that records them starts, so a 201 still means body and row survive a crash.
+Bodies of ``blobs.INLINE_BODY`` or less are only hashed here: the row's transaction stores them
+in the database (``inline_blobs``), so such an upload creates no file, needs no flush of the file
+system and commits body and row atomically. Larger bodies are files, durable (syncfs, or an fsync
+each where syncfs is missing) before the transaction that records them starts. Either way a 201
+means body and row survive a crash of the process, like every commit of the store (see
+``hc.server.metadata`` on ``synchronous``).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
+from hc.errors import HcError
 from hc.protocol.digest import Checksums
 
-from .blobs import BlobStore, SmallBlobs
+from .blobs import INLINE_BODY, BlobStore, SmallBlobs, hash_and_verify
 from .metadata import Catalog, Database, PutFile, PutOutcome
 
 __all__ = ["SmallPut", "SmallPuts"]
@@ -101,12 +106,17 @@ class SmallPuts:
                     waiter.set_result(result)
 
     def _store_group(self, items: Sequence[SmallPut]) -> list[tuple[Checksums, PutOutcome] | Exception]:
-        """On the database thread: bodies first (durable when this returns), then the rows."""
-        stored = self._small.store_batch([(i.data, i.expected_size, i.expected) for i in items])
+        """On the database thread: file bodies first (durable when this returns), then the rows,
+        with the inline bodies written in the rows' transaction."""
+        stored = self._hash_and_store(items)
         results: list[tuple[Checksums, PutOutcome] | Exception] = []
         puts: list[PutFile] = []
         for item, checksums in zip(items, stored, strict=True):
-            if isinstance(checksums, Checksums):
+            if not isinstance(checksums, Checksums):
+                continue
+            if len(item.data) <= INLINE_BODY:
+                puts.append(replace(item.target, checksums=checksums, inline=item.data))
+            else:
                 ensure = functools.partial(self._blobs.write_small, item.data, checksums.sha256, sync=True)
                 puts.append(replace(item.target, checksums=checksums, ensure_blob=ensure))
         outcomes = iter(self._db.call(Catalog.put_files, puts) if puts else [])
@@ -117,3 +127,22 @@ class SmallPuts:
             outcome = next(outcomes)
             results.append(outcome if isinstance(outcome, Exception) else (checksums, outcome))
         return results
+
+    def _hash_and_store(self, items: Sequence[SmallPut]) -> list[Checksums | Exception]:
+        """Each body's checksums (or what refused it); bodies above INLINE_BODY are written to
+        blob files (one flush for the group), the others only hashed: their rows carry them."""
+        results: dict[int, Checksums | Exception] = {}
+        to_files = [i for i, item in enumerate(items) if len(item.data) > INLINE_BODY]
+        if to_files:
+            stored = self._small.store_batch(
+                [(items[i].data, items[i].expected_size, items[i].expected) for i in to_files]
+            )
+            results.update(zip(to_files, stored, strict=True))
+        for i, item in enumerate(items):
+            if i in results:
+                continue
+            try:
+                results[i] = hash_and_verify(item.data, item.expected_size, item.expected)
+            except HcError as exc:
+                results[i] = exc
+        return [results[i] for i in range(len(items))]

@@ -9,12 +9,17 @@ on to their next item; one flusher task takes everything queued and, in one work
 2. syncs the file system once (``syncfs``; an fsync per file where there is none, or for a file
    on another file system mounted inside the tree): the bytes are durable *before* any of them
    gets its final name;
-3. renames them, then syncs again (``syncfs``, or an fsync per directory).
+3. renames them; their names become durable with the next sync (``syncfs``, or an fsync per
+   directory).
 
 Only then does each file's ``on_done`` run (the item is reported done). So a final name never
 holds unverified or partial bytes, even after a power cut, and an item is never reported written
 before its name is durable. A sync takes milliseconds whatever the batch's size, which is why the
-workers must not wait for it: the batch grows while the previous one syncs.
+workers must not wait for it: the batch grows while the previous one syncs. And while more files
+are waiting, the sync that makes one batch's names durable is the one that makes the next
+batch's bytes durable (step 3 of a batch shares step 2 of the next): one ``syncfs`` per batch
+instead of two. ``syncfs`` also writes back whatever else is dirty on that file system, so on a
+busy machine each one costs far more than this job's bytes.
 """
 
 from __future__ import annotations
@@ -91,10 +96,12 @@ class BatchWriter:
         self._root = root
         self._max_bytes = max_bytes
         self._max_batch = max_batch
-        self._sync = sync
+        self._sync_enabled = sync
         self._root_device: int | None = None
         self._queue: list[_Request] = []
         self._queued_bytes = 0
+        #: renamed by the last batch, names not yet durable: the next sync covers them
+        self._renamed: list[_Request] = []
         self._wake = anyio.Event()
         self._room = anyio.Event()
 
@@ -115,20 +122,29 @@ class BatchWriter:
             while True:
                 await self._wake.wait()
                 self._wake = anyio.Event()
-                while self._queue:
+                while self._queue or self._renamed:
                     await self._flush_next()
         finally:
             with anyio.CancelScope(shield=True):
-                while self._queue:
+                while self._queue or self._renamed:
                     await self._flush_next()
 
     async def _flush_next(self) -> None:
         batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
         self._queued_bytes -= sum(len(request.body) for request in batch)
         self._room.set()
+        carried, self._renamed = self._renamed, []
         with anyio.CancelScope(shield=True):  # every file of a taken batch is finished and reported
-            await anyio.to_thread.run_sync(self._write_batch, batch)
-            for request in batch:
+            renamed = await anyio.to_thread.run_sync(self._write_batch, batch, carried)
+            if self._queue:
+                # More files are waiting: the sync of their bytes will make these names durable.
+                self._renamed = renamed
+            else:
+                await anyio.to_thread.run_sync(self._sync, [], renamed)
+            carried_over = set(map(id, self._renamed))
+            for request in (*carried, *batch):
+                if id(request) in carried_over:
+                    continue  # reported after the next sync
                 try:
                     await request.on_done(request.stat, request.error)
                 except Exception as exc:  # one item's report must not lose the others'
@@ -136,18 +152,21 @@ class BatchWriter:
 
     # --- the worker-thread half ---------------------------------------------------------------
 
-    def _write_batch(self, batch: list[_Request]) -> None:
+    def _write_batch(self, batch: list[_Request], carried: list[_Request]) -> list[_Request]:
+        """Write ``batch`` to its ``.part`` names, sync (which also makes the names ``carried``
+        over from the last batch durable), rename; returns the renamed requests, whose names are
+        not durable yet."""
         if self._root_device is None:
             try:
                 self._root_device = os.stat(self._root).st_dev
             except OSError:
                 self._root_device = -1  # every file counts as foreign: each is fsynced
         written = [request for request in batch if self._write_part(request)]
-        self._make_durable(written, names=False)
-        renamed = [request for request in written if self._rename(request)]
-        self._make_durable(renamed, names=True)
+        self._sync(written, carried)
+        renamed = [request for request in written if request.error is None and self._rename(request)]
         for request in batch:
             request.body = b""  # the memory goes now, not when the last report ran
+        return renamed
 
     def _write_part(self, request: _Request) -> bool:
         try:
@@ -160,7 +179,7 @@ class BatchWriter:
                 write_at(fd, request.body, 0)
                 request.stat = os.fstat(fd)
                 request.foreign = request.stat.st_dev != self._root_device
-                if self._sync and (_SYNCFS is None or request.foreign):
+                if self._sync_enabled and (_SYNCFS is None or request.foreign):
                     os.fsync(fd)
             finally:
                 os.close(fd)
@@ -181,8 +200,10 @@ class BatchWriter:
             self._fail(request, exc)
             return False
 
-    def _make_durable(self, requests: list[_Request], *, names: bool) -> None:
-        if not self._sync or not requests:
+    def _sync(self, data: list[_Request], names: list[_Request]) -> None:
+        """One sync that makes ``data``'s bytes (written, not yet renamed) and ``names`` (renamed)
+        durable; on failure every one of them fails."""
+        if not self._sync_enabled or not (data or names):
             return
         try:
             if _SYNCFS is not None:
@@ -193,12 +214,13 @@ class BatchWriter:
                         raise OSError(errno, f"syncfs failed: {os.strerror(errno)}", str(self._root))
                 finally:
                     os.close(fd)
-            if names:  # files not covered by syncfs were fsynced when written; now their names
-                covered = _SYNCFS is not None
-                for directory in {r.final.parent for r in requests if r.foreign or not covered}:
-                    fsync_directory(directory)
+            # Files syncfs does not cover were fsynced when written; their names need their
+            # directories fsynced.
+            covered = _SYNCFS is not None
+            for directory in {r.final.parent for r in names if r.foreign or not covered}:
+                fsync_directory(directory)
         except OSError as exc:
-            for request in requests:
+            for request in (*data, *names):
                 self._fail(request, exc)
 
     @staticmethod

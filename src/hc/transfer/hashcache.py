@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS files (
 ) WITHOUT ROWID;
 """
 _RACY_WINDOW_NS: Final = 2_000_000_000
+#: paths remembered while the cache holds only this process's rows (then it just asks SQLite)
+_MAX_OWN: Final = 100_000
 
 
 class HashCache:
@@ -48,6 +50,17 @@ class HashCache:
         #: rows not yet written, by path (``get`` sees them too)
         self._rows: dict[str, tuple[object, ...]] = {}
         self._db.executescript(_SCHEMA)
+        # A cache that starts empty (a first run, a fresh HC_HOME) can only hold what this
+        # process writes: remembering those paths spares a SELECT per file that cannot hit.
+        # Rows another process adds meanwhile are missed, which only costs a hash.
+        self._only_own: bool = self._is_empty()
+        self._own: set[str] = set()
+
+    def _is_empty(self) -> bool:
+        try:
+            return self._db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None
+        except sqlite3.Error:
+            return False
 
     @classmethod
     def open(cls, path: Path) -> HashCache:
@@ -72,6 +85,8 @@ class HashCache:
         waiting = self._rows.get(path)
         if waiting is not None:
             row: tuple[object, ...] | None = waiting[4:] if waiting[1:4] == (size, mtime_ns, inode) else None
+        elif self._only_own and path not in self._own:
+            return None
         else:
             try:
                 row = self._db.execute(
@@ -124,6 +139,10 @@ class HashCache:
         rows, self._rows = list(self._rows.values()), {}
         if not rows:
             return
+        if self._only_own:
+            self._own.update(str(row[0]) for row in rows)
+            if len(self._own) > _MAX_OWN:
+                self._only_own, self._own = False, set()
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:

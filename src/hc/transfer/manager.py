@@ -356,7 +356,9 @@ class _DestinationTree:
         self._base: Path | None = None
         self._approved: set[str] = set()
 
-    def inspect(self, relpath: str) -> _Destination:
+    def inspect(self, relpath: str, *, part: bool = True) -> _Destination:
+        """``part=False`` skips the stat of the ``.part`` name: a small file is fetched whole and
+        its ``.part`` truncated, so what is there cannot matter."""
         directory = relpath.rpartition("/")[0]
         final_stat: os.stat_result | None = None
         if directory in self._approved and self._base is not None:
@@ -371,8 +373,8 @@ class _DestinationTree:
                 self._base = self.root.resolve()
             self._approved.add(directory)
             final_stat = _stat_or_none(final)
-        part = final.with_name(_part_name(final.name))
-        return _Destination(final, final_stat, part, _stat_or_none(part))
+        part_path = final.with_name(_part_name(final.name))
+        return _Destination(final, final_stat, part_path, _stat_or_none(part_path) if part else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +385,15 @@ class _PullItem:
     relpath: str | None
     #: an earlier entry of the same pull already claimed this destination path
     duplicate: bool = False
+
+
+async def _take(limiter: anyio.CapacityLimiter) -> None:
+    """Acquire a token; a free one is taken without the scheduling round trip that ``async with``
+    makes (an event-loop pass per request, which adds up over thousands of small files)."""
+    try:
+        limiter.acquire_nowait()
+    except anyio.WouldBlock:
+        await limiter.acquire()
 
 
 async def _first_per_destination(
@@ -680,8 +691,12 @@ class TransferManager:
         """One remote operation with retries; holds a request token only while the request runs."""
 
         async def attempt() -> R:
-            async with self._requests:
+            limiter = self._requests
+            await _take(limiter)
+            try:
                 return await fn()
+            finally:
+                limiter.release()
 
         return await call_with_retries(
             attempt,
@@ -749,6 +764,13 @@ class TransferManager:
         )
         if cache is not None and not self._config.dry_run:
             cache.put(key, mtime_ns=st.st_mtime_ns, inode=st.st_ino, checksums=checksums)
+        if (item.size, item.mtime_ns, item.inode, item.device) == (
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ino,
+            st.st_dev,
+        ):
+            return checksums, data, item  # as walked (the usual case): no copy to make
         hashed = replace(item, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, device=st.st_dev)
         return checksums, data, hashed
 
@@ -786,8 +808,14 @@ class TransferManager:
                 )
                 return
             coordinator.start()
-            checksums = await self._upload(job, coordinator, hashed, ref, checksums, data, use_session)
-            job.journal.mark_done(item.relpath, sha256=checksums.sha256)
+            checksums, journaled = await self._upload(
+                job, coordinator, hashed, ref, checksums, data, use_session
+            )
+            if journaled:
+                # Only an upload session leaves a journal row (its id, its acked bytes) to close.
+                # A whole-file PUT never wrote one: a re-run finds the file in the listing, so
+                # two no-op statements per small file would be pure cost.
+                job.journal.mark_done(item.relpath, sha256=checksums.sha256)
             coordinator.finish(Status.DONE, action=action, sha256=checksums.sha256, local_path=local_path)
         except Exception as exc:
             if not config.dry_run:
@@ -809,9 +837,10 @@ class TransferManager:
         checksums: Checksums,
         data: bytes | None,
         use_session: bool,
-    ) -> Checksums:
+    ) -> tuple[Checksums, bool]:
         """Upload with item-level retries for integrity failures: the source changed (hash again)
-        or the server assembled something else (new session)."""
+        or the server assembled something else (new session). Returns the digests sent and
+        whether any attempt went through an upload session (and so left a journal row)."""
         tracker = _ItemBytes(self.accounting, coordinator.path, checksums.size)
         started = False
 
@@ -822,16 +851,18 @@ class TransferManager:
                 self.accounting.started(coordinator.path, checksums.size, resumed=resumed)
 
         attempt = 0
+        journaled = use_session
         while True:
             attempt += 1
             coordinator.attempts += 1
+            journaled = journaled or use_session
             try:
                 if use_session:
                     await self._upload_session(job, coordinator, item, ref, checksums, tracker, report_start)
                 else:
                     report_start(0)
                     await self._upload_whole(coordinator, item, ref, checksums, data, tracker)
-                return checksums
+                return checksums, journaled
             except IntegrityError as exc:
                 tracker.rewind_all()
                 if attempt >= self._policy.max_attempts:
@@ -1215,7 +1246,8 @@ class TransferManager:
             relpath = item.relpath if item.relpath is not None else sanitize_relpath(name)
             # On the loop: a stat or two of the local tree cost less than a thread hop, and the
             # per-file overhead is what limits a pull of many small files.
-            where = tree.inspect(relpath)
+            # A small file has no resume state (no journal row, its .part is rewritten whole).
+            where = tree.inspect(relpath, part=entry.size > config.buffer_size)
             local_path = str(where.final)
             if where.final_stat is not None and stat.S_ISDIR(where.final_stat.st_mode):
                 raise IsADirectoryError(21, "a directory is in the way", str(where.final))
@@ -1453,19 +1485,24 @@ class TransferManager:
             try:
                 await self._gate.wait()
                 body = bytearray()
-                async with self._requests, self._remote.open_read(entry) as stream:
-                    if stream.total_size is not None and stream.total_size != entry.size:
-                        raise IntegrityError(
-                            f"{relpath} changed on the server"
-                            f" ({stream.total_size} bytes, listed as {entry.size})"
-                        )
-                    # One deadline for the whole (small) body, not one per chunk: cancel scopes
-                    # cost more than the bytes here.
-                    with anyio.fail_after(self._config.stall_timeout):
-                        async for chunk in stream:
-                            body += chunk
-                            if len(body) > entry.size:  # one byte more than listed is enough to know
-                                break
+                limiter = self._requests
+                await _take(limiter)
+                try:
+                    async with self._remote.open_read(entry) as stream:
+                        if stream.total_size is not None and stream.total_size != entry.size:
+                            raise IntegrityError(
+                                f"{relpath} changed on the server"
+                                f" ({stream.total_size} bytes, listed as {entry.size})"
+                            )
+                        # One deadline for the whole (small) body, not one per chunk: cancel scopes
+                        # cost more than the bytes here.
+                        with anyio.fail_after(self._config.stall_timeout):
+                            async for chunk in stream:
+                                body += chunk
+                                if len(body) > entry.size:  # one byte more than listed is enough to know
+                                    break
+                finally:
+                    limiter.release()
                 if len(body) < entry.size:
                     raise TransientError(
                         f"{relpath}: the download ended early at byte {len(body)} of {entry.size}"

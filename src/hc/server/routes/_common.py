@@ -63,11 +63,27 @@ def _version_files_path(account: str, registry: str, package: str, version: str)
 
 def file_url(request: web.Request, registry: RegistryRow, package: str, version: str, path: str) -> str:
     """The download URL of a file (``/pkg/{account}/{registry}/files/...``)."""
-    if registry.package_type == "RAW":
-        escaped = _escape_path(path)
-        return f"{base_url(request)}{PKG_PREFIX}/{registry.account}/{registry.identifier}/files/{escaped}"
-    prefix = _version_files_path(registry.account, registry.identifier, package, version)
-    return base_url(request) + prefix + _escape_path(path)
+    return file_urls(request)(registry, package, version, path)
+
+
+FileUrl = Callable[[RegistryRow, str, str, str], str]
+
+
+def file_urls(request: web.Request) -> FileUrl:
+    """``file_url`` for many files of one request: the server's own URL is worked out once (a
+    listing page makes a thousand of these)."""
+    base = base_url(request)
+
+    def url(registry: RegistryRow, package: str, version: str, path: str) -> str:
+        if registry.package_type == "RAW":
+            return f"{base}{PKG_PREFIX}/{registry.account}/{registry.identifier}/files/{_escape_path(path)}"
+        return (
+            base
+            + _version_files_path(registry.account, registry.identifier, package, version)
+            + _escape_path(path)
+        )
+
+    return url
 
 
 # ------------------------------------------------------------------------------------ query values
