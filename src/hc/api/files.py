@@ -44,6 +44,7 @@ from hc.api.artifacts import ArtifactClient
 from hc.api.client import RegistryClient
 from hc.errors import IntegrityError, NotFound, RemoteError, UsageError
 from hc.protocol.digest import ALGORITHMS, Checksums
+from hc.protocol.files import FileLocation, FileRecord
 from hc.protocol.models import FileV3
 from hc.protocol.ranges import parse_content_range
 from hc.protocol.routes import PkgPaths, generic_file_path, path_escape
@@ -112,35 +113,13 @@ def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GenericFile:
+class GenericFile(FileRecord):
     """A file of a generic version as a listing or a HEAD describes it (``hc.transfer.FileEntry``)."""
 
-    package: str
-    version: str
-    path: str
-    size: int
-    sha256: str | None = None
-    md5: str | None = None
-    sha1: str | None = None
-    sha512: str | None = None
     #: epoch milliseconds, when the listing says
     created_at: int | None = None
     #: the name a download offers (``Content-Disposition``), from a HEAD only; not yet sanitised
     filename: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.package}/{self.version}/{self.path}"
-
-
-class _Location(Protocol):
-    """Anything with ``package``, ``version`` and ``path`` (``hc.transfer.FileLocation``)."""
-
-    @property
-    def package(self) -> str: ...
-    @property
-    def version(self) -> str: ...
-    @property
-    def path(self) -> str: ...
 
 
 class _Session(Protocol):
@@ -304,7 +283,7 @@ class HarnessRemote:
                 return entry
         return None
 
-    async def stat(self, location: _Location) -> GenericFile | None:
+    async def stat(self, location: FileLocation) -> GenericFile | None:
         url = self._url(location)
         with map_http_errors("HEAD", url):
             async with self._session.head(
@@ -334,7 +313,7 @@ class HarnessRemote:
     @asynccontextmanager
     async def open_read(
         self,
-        location: _Location,
+        location: FileLocation,
         *,
         offset: int = 0,
         length: int | None = None,
@@ -360,7 +339,7 @@ class HarnessRemote:
                 yield _Download(response, url=url, start=start, total_size=total)
 
     async def put_file(
-        self, location: _Location, source: _Source, *, checksums: Checksums, overwrite: bool
+        self, location: FileLocation, source: _Source, *, checksums: Checksums, overwrite: bool
     ) -> None:
         url = self._url(location)
         headers = self._headers()
@@ -388,7 +367,7 @@ class HarnessRemote:
     # Upload sessions (hc.protocol.uploads): only called when ``capabilities.upload_sessions``.
     # A session whose file is already stored with these bytes comes back complete with an empty
     # id: the engine then sends no part, and commit and abort have nothing to do.
-    async def begin_upload(self, location: _Location, *, size: int, checksums: Checksums) -> UploadState:
+    async def begin_upload(self, location: FileLocation, *, size: int, checksums: Checksums) -> UploadState:
         url = self._uploads_url()
         body = BeginUpload(
             package=location.package,
@@ -407,7 +386,7 @@ class HarnessRemote:
             return UploadState(id="", size=size, received=((0, size),) if size else ())
         return UploadState.from_json(data)
 
-    async def resume_upload(self, location: _Location, session_id: str) -> UploadState:
+    async def resume_upload(self, location: FileLocation, session_id: str) -> UploadState:
         if not session_id:
             raise NotFound("the upload needed no session")
         url = self._upload_url(session_id)
@@ -417,7 +396,7 @@ class HarnessRemote:
                 return UploadState.from_json(_data(await response.json(content_type=None)))
 
     async def put_part(
-        self, location: _Location, session: _Session, *, offset: int, source: _Source
+        self, location: FileLocation, session: _Session, *, offset: int, source: _Source
     ) -> UploadState:
         url = self._upload_url(session.id)
         headers = self._headers()
@@ -432,7 +411,7 @@ class HarnessRemote:
                 return UploadState.from_json(_data(await response.json(content_type=None)))
 
     async def commit_upload(
-        self, location: _Location, session: _Session, *, checksums: Checksums, overwrite: bool
+        self, location: FileLocation, session: _Session, *, checksums: Checksums, overwrite: bool
     ) -> None:
         if not session.id:
             return
@@ -445,7 +424,7 @@ class HarnessRemote:
                 await _raise_for_upload_status(response, location.path)
                 await response.read()
 
-    async def abort_upload(self, location: _Location, session: _Session) -> None:
+    async def abort_upload(self, location: FileLocation, session: _Session) -> None:
         if not session.id:
             return
         url = self._upload_url(session.id)
@@ -456,7 +435,7 @@ class HarnessRemote:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _url(self, location: _Location) -> str:
+    def _url(self, location: FileLocation) -> str:
         # Everything up to the file's own path is the same for every file of a version: escape it
         # once (a push of many small files builds thousands of these).
         key = (location.package, location.version)

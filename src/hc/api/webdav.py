@@ -27,7 +27,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
@@ -44,6 +44,7 @@ from hc.api._http import (
 )
 from hc.api.files import RemoteFeatures
 from hc.errors import IntegrityError, NotFound, RemoteError
+from hc.protocol.files import FileLocation, FileRecord
 
 __all__ = [
     "RAW_PACKAGE",
@@ -84,31 +85,11 @@ class DavEntry:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DavFile:
+class DavFile(FileRecord):
     """A file as ``WebDavRemote.list_files`` describes it (``hc.transfer.FileEntry``, no digests)."""
 
-    package: str
-    version: str
-    path: str
-    size: int
     modified: float | None = None
     etag: str | None = None
-    sha256: str | None = None
-    md5: str | None = None
-    sha1: str | None = None
-    sha512: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.package}/{self.version}/{self.path}"
-
-
-class _Location(Protocol):
-    @property
-    def package(self) -> str: ...
-    @property
-    def version(self) -> str: ...
-    @property
-    def path(self) -> str: ...
 
 
 class _Download:
@@ -272,12 +253,12 @@ class WebDavRemote:
     def _join(self, *parts: str) -> str:
         return "/".join(p.strip("/") for p in (self.root, *parts) if p.strip("/"))
 
-    def _path(self, location: _Location) -> str:
+    def _path(self, location: FileLocation) -> str:
         if self.raw:
             return self._join(location.path)
         return self._join(location.package, location.version, location.path)
 
-    def url(self, location: _Location) -> str:
+    def url(self, location: FileLocation) -> str:
         return self._client.url(self._path(location))
 
     async def children(self, path: str = "") -> list[DavEntry]:
@@ -296,7 +277,7 @@ class WebDavRemote:
                 etag=entry.etag,
             )
 
-    async def stat(self, location: _Location) -> DavFile | None:
+    async def stat(self, location: FileLocation) -> DavFile | None:
         found = await self._client.stat(self._path(location))
         if found is None:
             return None
@@ -310,29 +291,34 @@ class WebDavRemote:
         )
 
     def open_read(
-        self, location: _Location, *, offset: int = 0, length: int | None = None, if_range: str | None = None
+        self,
+        location: FileLocation,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        if_range: str | None = None,
     ) -> Any:
         # ``if_range`` from the engine is a sha256, which a WebDAV ETag never is: not sent.
         return self._client.open_read(self._path(location), offset=offset, length=length)
 
-    async def put_file(self, location: _Location, source: Any, *, checksums: Any, overwrite: bool) -> None:
+    async def put_file(self, location: FileLocation, source: Any, *, checksums: Any, overwrite: bool) -> None:
         raise RemoteError("a WebDAV migration source is read-only")
 
-    async def begin_upload(self, location: _Location, *, size: int, checksums: Any) -> Any:
+    async def begin_upload(self, location: FileLocation, *, size: int, checksums: Any) -> Any:
         raise RemoteError("a WebDAV migration source is read-only")
 
-    async def resume_upload(self, location: _Location, session_id: str) -> Any:
+    async def resume_upload(self, location: FileLocation, session_id: str) -> Any:
         raise NotFound("a WebDAV migration source has no upload sessions")
 
-    async def put_part(self, location: _Location, session: Any, *, offset: int, source: Any) -> Any:
+    async def put_part(self, location: FileLocation, session: Any, *, offset: int, source: Any) -> Any:
         raise RemoteError("a WebDAV migration source is read-only")
 
     async def commit_upload(
-        self, location: _Location, session: Any, *, checksums: Any, overwrite: bool
+        self, location: FileLocation, session: Any, *, checksums: Any, overwrite: bool
     ) -> None:
         raise RemoteError("a WebDAV migration source is read-only")
 
-    async def abort_upload(self, location: _Location, session: Any) -> None:
+    async def abort_upload(self, location: FileLocation, session: Any) -> None:
         return None
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from hc.errors import UnsafePathError, UsageError
+from hc.protocol.files import FileRecord
 from hc.protocol.identifiers import validate_relative_path
 from hc.transfer import FileRef
 from hc.transfer.shard import item_key
@@ -34,22 +35,11 @@ __all__ = ["PlanItem", "SourceEntry", "read_plan"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SourceEntry:
+class SourceEntry(FileRecord):
     """A source file: where it is, its size and whatever digests and times the source gave."""
 
-    package: str
-    version: str
-    path: str
-    size: int
-    sha256: str | None = None
-    md5: str | None = None
-    sha1: str | None = None
-    sha512: str | None = None
     #: epoch seconds: creation (HAR) or last modification (WebDAV)
     modified: float | None = None
-
-    def __str__(self) -> str:
-        return f"{self.package}/{self.version}/{self.path}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

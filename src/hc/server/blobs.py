@@ -55,6 +55,7 @@ from typing import Any, Final
 from hc.errors import HcError, IntegrityError, StorageError
 from hc.protocol.digest import ALGORITHMS, Checksums
 
+from .group_commit import settle_group
 from .paths import StoreLayout
 
 __all__ = [
@@ -177,23 +178,11 @@ class SmallBlobs:
         loop = asyncio.get_running_loop()
         while self._queue:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            items = [(data, size, expected) for data, size, expected, _ in batch]
-            try:
-                results = await loop.run_in_executor(self._executor, self.store_batch, items)
-            except BaseException as exc:
-                for *_, waiter in batch:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (*_, waiter), result in zip(batch, results, strict=True):
-                if waiter.done():
-                    continue
-                if isinstance(result, Exception):
-                    waiter.set_exception(result)
-                else:
-                    waiter.set_result(result)
+            await settle_group(
+                [waiter for *_, waiter in batch],
+                [(data, size, expected) for data, size, expected, _ in batch],
+                lambda items: loop.run_in_executor(self._executor, self.store_batch, items),
+            )
 
     def store_batch(
         self, items: Sequence[tuple[bytes, int | None, Mapping[str, str]]]

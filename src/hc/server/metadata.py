@@ -49,6 +49,8 @@ from hc.errors import Conflict, HcError, NotFound, StorageError, TransientError,
 from hc.protocol.digest import Checksums
 from hc.protocol.uploads import Range, merge_ranges
 
+from .group_commit import settle_group
+
 __all__ = [
     "BlobHooks",
     "Catalog",
@@ -1547,25 +1549,13 @@ class Database:
         loop = asyncio.get_running_loop()
         while self._puts:
             batch, self._puts = self._puts[:_MAX_GROUP], self._puts[_MAX_GROUP:]
-            items = [item for item, _ in batch]
-            try:
-                results: list[PutOutcome | Exception] = await loop.run_in_executor(
+            await settle_group(
+                [waiter for _, waiter in batch],
+                [item for item, _ in batch],
+                lambda items: loop.run_in_executor(
                     self._executor, functools.partial(self._call, Catalog.put_files, items)
-                )
-            except BaseException as exc:
-                for _, waiter in batch:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, waiter), result in zip(batch, results, strict=True):
-                if waiter.done():
-                    continue
-                if isinstance(result, Exception):
-                    waiter.set_exception(result)
-                else:
-                    waiter.set_result(result)
+                ),
+            )
 
     def run_sync(self, fn: Callable[Concatenate[Catalog, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Blocking variant for command-line tools (fsck, token create) outside any event loop."""

@@ -29,6 +29,7 @@ from hc.errors import HcError
 from hc.protocol.digest import Checksums
 
 from .blobs import INLINE_BODY, BlobStore, SmallBlobs, hash_and_verify
+from .group_commit import settle_group
 from .metadata import Catalog, Database, PutFile, PutOutcome
 
 __all__ = ["SmallPut", "SmallPuts"]
@@ -88,22 +89,11 @@ class SmallPuts:
     async def _flush_loop(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[:_MAX_GROUP], self._queue[_MAX_GROUP:]
-            try:
-                results = await self._db.run_on_thread(self._store_group, [item for item, _ in batch])
-            except BaseException as exc:
-                for _, waiter in batch:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, waiter), result in zip(batch, results, strict=True):
-                if waiter.done():
-                    continue
-                if isinstance(result, BaseException):
-                    waiter.set_exception(result)
-                else:
-                    waiter.set_result(result)
+            await settle_group(
+                [waiter for _, waiter in batch],
+                [item for item, _ in batch],
+                lambda items: self._db.run_on_thread(self._store_group, items),
+            )
 
     def _store_group(self, items: Sequence[SmallPut]) -> list[tuple[Checksums, PutOutcome] | Exception]:
         """On the database thread: file bodies first (durable when this returns), then the rows,

@@ -18,7 +18,9 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
+
+from hc.protocol.files import HasDigests
 
 __all__ = [
     "DestinationIndex",
@@ -29,17 +31,6 @@ __all__ = [
     "compare",
     "march",
 ]
-
-
-class HasDigests(Protocol):
-    """Anything with a size and optional hex digests: a listing entry, local Checksums."""
-
-    @property
-    def size(self) -> int: ...
-    @property
-    def sha256(self) -> str | None: ...
-    @property
-    def md5(self) -> str | None: ...
 
 
 class Verdict(enum.Enum):

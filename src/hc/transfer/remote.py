@@ -4,7 +4,8 @@
 injected faults. The boundary is *structural*: the import contracts keep ``hc.api`` from importing
 ``hc.transfer``, so every value that crosses it is described by a read-only Protocol
 (``FileLocation``, ``FileEntry``, ``SessionState``, ``RemoteCapabilities``, ``ReadStream``,
-``ByteSource``). The frozen dataclasses here (``FileRef``, ``RemoteFile``, ``UploadSession``,
+``ByteSource``; the two file ones, with the file dataclasses, live in ``hc.protocol.files``, which
+both sides may import). The frozen dataclasses here (``FileRef``, ``RemoteFile``, ``UploadSession``,
 ``Capabilities``) satisfy those protocols and are what the engine and the fakes build; an
 implementation may return its own types as long as they have the same attributes.
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from hc.protocol.digest import ALGORITHMS, Checksums
+from hc.protocol.files import FileEntry, FileLocation, FileRecord, FileRef
 
 __all__ = [
     "ByteSource",
@@ -51,32 +53,6 @@ __all__ = [
 
 
 # --- values crossing the boundary, as read-only protocols -------------------------------------
-
-
-class FileLocation(Protocol):
-    """Where a generic file lives: ``/pkg/{acct}/{reg}/files/{package}/{version}/{path}``."""
-
-    @property
-    def package(self) -> str: ...
-    @property
-    def version(self) -> str: ...
-    @property
-    def path(self) -> str: ...
-
-
-class FileEntry(FileLocation, Protocol):
-    """A file as a listing (or HEAD) describes it. Digests are lower-case hex, ``None`` when unknown."""
-
-    @property
-    def size(self) -> int: ...
-    @property
-    def sha256(self) -> str | None: ...
-    @property
-    def md5(self) -> str | None: ...
-    @property
-    def sha1(self) -> str | None: ...
-    @property
-    def sha512(self) -> str | None: ...
 
 
 class CopyPair(Protocol):
@@ -216,29 +192,9 @@ class Remote(Protocol):
 # --- concrete values the engine and the fakes build -------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FileRef:
-    package: str
-    version: str
-    path: str
-
-    def __str__(self) -> str:
-        return f"{self.package}/{self.version}/{self.path}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteFile:
-    package: str
-    version: str
-    path: str
-    size: int
-    sha256: str | None = None
-    md5: str | None = None
-    sha1: str | None = None
-    sha512: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.package}/{self.version}/{self.path}"
+#: The engine's own file entries (from ``stat`` fallbacks and the fakes) have no fields beyond the
+#: shared shape, so they are that shape; the name stays for the callers that build them.
+RemoteFile = FileRecord
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -203,6 +203,17 @@ def _etag_matches(header: str, etag: str) -> bool:
     return "*" in candidates or etag in candidates or f"W/{etag}" in candidates
 
 
+async def _headers_only(
+    request: web.Request, *, status: int, headers: dict[str, str], content_length: int
+) -> web.StreamResponse:
+    """A HEAD answer (or an empty body): the GET's status and headers, ``Content-Length`` included."""
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = content_length
+    await response.prepare(request)
+    await response.write_eof()
+    return response
+
+
 @routes.get(FILES)
 async def get_file(request: web.Request) -> web.StreamResponse:
     """GET and HEAD (aiohttp routes HEAD to the GET handler)."""
@@ -243,11 +254,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         headers["Content-Range"] = content_range(rng, row.size)
     if inline is not None:  # a small body kept in the database (hc.server.smallputs)
         if request.method == "HEAD" or count == 0:
-            response = web.StreamResponse(status=status, headers=headers)
-            response.content_length = count
-            await response.prepare(request)
-            await response.write_eof()
-            return response
+            return await _headers_only(request, status=status, headers=headers, content_length=count)
         return web.Response(status=status, body=inline[offset : offset + count], headers=headers)
     blob = c.state(request).blobs.path_for(row.sha256)
     try:
@@ -259,11 +266,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         ) from None
     with os.fdopen(fd, "rb") as f:
         if request.method == "HEAD" or count == 0:
-            response = web.StreamResponse(status=status, headers=headers)
-            response.content_length = count
-            await response.prepare(request)
-            await response.write_eof()
-            return response
+            return await _headers_only(request, status=status, headers=headers, content_length=count)
         if count <= SMALL_DOWNLOAD:
             # A page-cached read of ≤64 KiB takes microseconds: cheaper inline than a thread hop.
             body = os.pread(f.fileno(), count, offset)
