@@ -165,6 +165,23 @@ def test_hostile_package_and_version_names_are_usage_errors_before_any_request(
     assert proxy.stats.requests == 0
 
 
+async def _registry_client(aiohttp_client: Any, tmp_path: Path) -> tuple[Any, dict[str, str]]:
+    """A test client on a fresh embedded registry with a GENERIC registry ``gen``, and its headers."""
+    from hc.server.app import create_app
+    from hc.server.embedded import ensure_local_credentials
+
+    credentials = ensure_local_credentials(tmp_path / "store")
+    client = await aiohttp_client(create_app(data_dir=tmp_path / "store"))
+    headers = {"x-api-key": credentials.token}
+    created = await client.post(
+        "/gateway/har/api/v1/registry?space_ref=local",
+        json={"identifier": "gen", "packageType": "GENERIC"},
+        headers=headers,
+    )
+    assert created.status == 201
+    return client, headers
+
+
 @pytest.mark.parametrize(
     "raw_path",
     [
@@ -185,18 +202,7 @@ async def test_the_server_refuses_hostile_file_paths(
     """Straight to the registry, with the escapes a client library would not produce."""
     from yarl import URL
 
-    from hc.server.app import create_app
-    from hc.server.embedded import ensure_local_credentials
-
-    credentials = ensure_local_credentials(tmp_path / "store")
-    client = await aiohttp_client(create_app(data_dir=tmp_path / "store"))
-    headers = {"x-api-key": credentials.token}
-    created = await client.post(
-        "/gateway/har/api/v1/registry?space_ref=local",
-        json={"identifier": "gen", "packageType": "GENERIC"},
-        headers=headers,
-    )
-    assert created.status == 201
+    client, headers = await _registry_client(aiohttp_client, tmp_path)
     put = await client.put(URL(f"/pkg/local/gen/files/{raw_path}", encoded=True), data=b"x", headers=headers)
     assert 400 <= put.status < 500, (raw_path, put.status, await put.text())
     files = await client.get(
@@ -204,6 +210,21 @@ async def test_the_server_refuses_hostile_file_paths(
     )
     assert (await files.json())["items"] == []
     assert not [p for p in tmp_path.rglob("x.txt")]
+
+
+@pytest.mark.parametrize("escape", ["%0a", "%0d", "%09"])
+async def test_a_path_with_a_line_break_or_tab_is_refused_with_its_reason(
+    aiohttp_client: Any, tmp_path: Path, escape: str
+) -> None:
+    """Not a bare 404 (the route once stopped at the line break): a 400 that says why."""
+    from yarl import URL
+
+    client, headers = await _registry_client(aiohttp_client, tmp_path)
+    put = await client.put(
+        URL(f"/pkg/local/gen/files/p/1/a{escape}b.txt", encoded=True), data=b"x", headers=headers
+    )
+    assert put.status == 400, await put.text()
+    assert "control characters are not allowed" in (await put.json())["message"]
 
 
 # -- a malicious server against ``pull`` --------------------------------------------------------------

@@ -165,3 +165,13 @@ def test_one_page_listing_prints_the_go_page_line() -> None:
         == "Page 5 of 3 (Total: 25)"
     )
     assert render_registries(RegistryListing(items=[]), OutputFormat.TABLE) == "No registries found"
+
+
+def test_a_failure_line_escapes_control_characters_so_it_stays_one_line() -> None:
+    from hc.cli.render import failure_line, printable
+
+    assert (
+        failure_line("src/a\nb.txt", "refused: 'a\x1b[31m'") == "error: src/a\\nb.txt: refused: 'a\\x1b[31m'"
+    )
+    assert failure_line("ok.txt", None) == "error: ok.txt: failed"
+    assert printable("naïve ü.txt") == "naïve ü.txt"  # printable non-ASCII stays as it is

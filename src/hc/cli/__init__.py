@@ -123,7 +123,9 @@ def main() -> None:
 
 
 def _error(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    from hc.cli.render import printable  # only on the way out with an error
+
+    click.echo(f"error: {printable(message)}", err=True)
 
 
 def _home() -> Path:

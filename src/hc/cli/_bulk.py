@@ -135,7 +135,7 @@ class BulkReport:
         if result.status is Status.FAILED:
             self._failures += 1
             if self._failures <= MAX_FAILURE_LINES:
-                self.progress.write(f"error: {result.path}: {result.error or 'failed'}")
+                self.progress.write(render.failure_line(result.path, result.error))
         elif (
             self.options.dry_run
             and result.status is Status.PLANNED

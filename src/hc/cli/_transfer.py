@@ -257,7 +257,7 @@ class TransferJob:
     def _failure(self, result: ItemResult) -> None:
         self._failures_shown += 1
         if self._failures_shown <= MAX_FAILURE_LINES:
-            self.progress.write(f"error: {result.path}: {result.error or 'failed'}")
+            self.progress.write(render.failure_line(result.path, result.error))
 
     def _plan(self, result: ItemResult) -> None:
         if result.status is Status.PLANNED:

@@ -296,6 +296,20 @@ def _format_float(value: float) -> str:
     return format(Decimal(repr(value)), "f")
 
 
+def printable(text: str) -> str:
+    """``text`` with every control or unprintable character written as its escape (``\\n``,
+    ``\\x1b``): a path or message from a file system or a server stays one unambiguous line and
+    cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def failure_line(path: str, error: str | None) -> str:
+    """The line a failed item prints: ``error: <path>: <reason>``."""
+    return f"error: {printable(path)}: {printable(error or 'failed')}"
+
+
 def _one_line(text: str) -> str:
     # Nearly every cell is already one clean line: str.isprintable and a search for a space are
     # C loops, where the character-by-character repair below is a Python loop over every cell.

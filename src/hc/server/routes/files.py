@@ -61,7 +61,9 @@ from . import _common as c
 
 routes = web.RouteTableDef()
 
-FILES: Final = PKG_PREFIX + "/{account}/{registry}/files/{filepath:.+}"
+# ``[\s\S]`` rather than ``.``: a path with a newline must reach ``locate`` and be refused there
+# with a reason (400), not fall through to a bare 404.
+FILES: Final = PKG_PREFIX + r"/{account}/{registry}/files/{filepath:[\s\S]+}"
 #: Downloads up to this size are read in one call instead of sendfile.
 SMALL_DOWNLOAD: Final = 64 * 1024
 _HEX: Final = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
