@@ -119,14 +119,21 @@ class _Download:
 class WebDavClient:
     """PROPFIND and GET against one WebDAV server (the command's session and credentials)."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, *, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        headers: dict[str, str],
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self._session = session
         parts = urlsplit(base_url.rstrip("/"))
         self._origin = f"{parts.scheme}://{parts.netloc}"
         # The endpoint's own path (already URL-encoded as the user wrote it), without a trailing /.
         self._base_path = unquote(parts.path.rstrip("/"))
         self._headers = headers
-        self._retry = RetryPolicy()
+        self._retry = retry or RetryPolicy()
 
     def __repr__(self) -> str:
         return f"WebDavClient({self._origin + self._base_path!r})"
@@ -330,6 +337,7 @@ async def open_webdav(
     password: str | None = None,
     insecure: bool = False,
     connections: int = 16,
+    retry: RetryPolicy | None = None,
 ) -> AsyncIterator[WebDavClient]:
     """A client with its own session, closed on exit. Basic auth with a username, else a password
     alone is sent as a bearer token; no credentials: anonymous."""
@@ -348,7 +356,7 @@ async def open_webdav(
         limit=max(64, connections + 8),
         limit_per_host=max(32, connections + 8),
     ) as session:
-        yield WebDavClient(session, url, headers=headers)
+        yield WebDavClient(session, url, headers=headers, retry=retry)
 
 
 # -- parsing -------------------------------------------------------------------------------------

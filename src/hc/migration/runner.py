@@ -106,6 +106,7 @@ async def run_migration(
                     password=creds.password,
                     insecure=config.source.insecure,
                     connections=options.concurrency,
+                    retry=RetryPolicy(outage_budget=settings.retry_budget),
                 )
             )
         for mapping in config.mappings:
