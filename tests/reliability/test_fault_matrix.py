@@ -233,21 +233,15 @@ def _seed_version(sandbox: Sandbox, registry: Registry, tmp_path: Path) -> dict[
     return tree
 
 
+#: ``hc artifact metadata get`` of the seeded version, as JSON.
+METADATA_GET_JSON = (
+    *("artifact", "metadata", "get", "--registry", "gen"),
+    *("--package", "pkg", "--version", "1", "--format", "json"),
+)
+
+
 def _metadata(sandbox: Sandbox, registry: Registry) -> dict[str, str]:
-    run = sandbox.hc(
-        *target(registry, registry.token),
-        "artifact",
-        "metadata",
-        "get",
-        "--registry",
-        "gen",
-        "--package",
-        "pkg",
-        "--version",
-        "1",
-        "--format",
-        "json",
-    )
+    run = sandbox.hc(*target(registry, registry.token), *METADATA_GET_JSON)
     assert run.code == 0, run
     return {item["key"]: item["value"] for item in json.loads(run.stdout)}
 
@@ -288,20 +282,7 @@ def test_metadata_and_copy_under_faults_fail_cleanly_and_atomically(
         )
         for n in range(WRITES)
     ]
-    got = sandbox.hc(
-        *via,
-        "artifact",
-        "metadata",
-        "get",
-        "--registry",
-        "gen",
-        "--package",
-        "pkg",
-        "--version",
-        "1",
-        "--format",
-        "json",
-    )
+    got = sandbox.hc(*via, *METADATA_GET_JSON)
     copies = [sandbox.hc(*via, "artifact", "copy", "gen/pkg/1", f"dst{n}") for n in range(WRITES)]
 
     stored = _metadata(sandbox, registry)
