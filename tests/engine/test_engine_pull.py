@@ -59,11 +59,13 @@ async def test_bulk_pull_with_faults_ends_with_every_byte_identical(tmp_path: Pa
 
 
 async def test_large_files_are_fetched_as_parallel_ranges(tmp_path: Path) -> None:
+    # Pieces of chunk_size (256 KiB here), in file order, by at most `split` streams at once.
     payloads = {"big.bin": anyio_random_bytes(4 * MiB)}
     remote = FakeRemote()
     entries = seeded(remote, payloads)
-    await TransferManager(remote, fast_config(split=4)).pull(entries, tmp_path)
-    assert remote.calls["open_read"] == 4
+    await TransferManager(remote, fast_config(split=4, concurrency=64)).pull(entries, tmp_path)
+    assert remote.calls["open_read"] == 16
+    assert 1 < remote.max_in_flight <= 4
     assert (tmp_path / "big.bin").read_bytes() == payloads["big.bin"]
 
 

@@ -166,4 +166,4 @@ async def test_a_path_listed_twice_is_downloaded_once_from_its_first_entry(tmp_p
         ("dup.bin", Status.FAILED.value),
     ]
     assert all("more than once" in (r.error or "") for r in finished if r.status is Status.FAILED)
-    assert remote.calls["open_read"] == 1 + 4  # the small file once, the big one as 4 ranges
+    assert remote.calls["open_read"] == 1 + 8  # the small file once, the big one as 8 pieces

@@ -169,7 +169,7 @@ def test_coordinator_has_no_result_before_it_ends() -> None:
 
 def test_config_defaults_are_valid_and_frozen() -> None:
     config = TransferConfig()
-    assert config.concurrency == 16
+    assert config.concurrency == 32
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.concurrency = 3  # type: ignore[misc]
     with pytest.raises(TypeError):

@@ -65,7 +65,7 @@ def test_variables_expand_like_go_os_expand() -> None:
 def test_concurrency_defaults_when_absent(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(GOOD.replace("concurrency: 7\n", ""))
-    assert load_config(path, {"KEY": "k"}).concurrency == 16
+    assert load_config(path, {"KEY": "k"}).concurrency == 32
 
 
 BASE = "source: {type: WEBDAV, endpoint: http://x}\ndestination: {type: HAR, endpoint: http://y}\n"

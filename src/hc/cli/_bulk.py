@@ -34,7 +34,7 @@ from hc.cli._transfer import job_state
 from hc.cli.context import Notify, connect_target, open_target
 from hc.cli.context import Target as ServerTarget
 from hc.cli.progress import Progress, ProgressMode, format_duration
-from hc.config import OutputFormat, Settings
+from hc.config import DEFAULT_CONCURRENCY, OutputFormat, Settings
 from hc.errors import HcError, Interrupted, NotFound, UsageError
 from hc.protocol.identifiers import validate_registry_identifier
 from hc.protocol.metadata import MetadataPair
@@ -60,7 +60,7 @@ MAX_FAILURE_LINES: Final = 20
 
 @dataclass(frozen=True, kw_only=True)
 class BulkOptions:
-    concurrency: int = 16
+    concurrency: int = DEFAULT_CONCURRENCY
     dry_run: bool = False
     results: Path | None = None
     shard: Shard | None = None

@@ -16,6 +16,8 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from hc.config import DEFAULT_CONCURRENCY
+
 __all__ = [
     "BARS_OR_LINES",
     "DEFAULT_CONCURRENCY",
@@ -35,9 +37,6 @@ __all__ = [
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 Decorator = Callable[[_F], _F]
-
-#: Requests in flight at once for a push, pull or bulk job, unless --concurrency says otherwise.
-DEFAULT_CONCURRENCY: Final = 16
 
 
 class ProgressMode(enum.StrEnum):

@@ -27,7 +27,7 @@ from typing import IO, Any, Final, TextIO
 from hc.cli import render
 from hc.cli.context import embedded_data_dir
 from hc.cli.progress import Progress, ProgressMode, format_duration
-from hc.config import OutputFormat, Settings
+from hc.config import DEFAULT_CONCURRENCY, OutputFormat, Settings
 from hc.errors import HcError, Interrupted, UsageError
 from hc.transfer import (
     Accounting,
@@ -83,7 +83,7 @@ def tune_gc_for_transfer() -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class TransferOptions:
-    concurrency: int = 16
+    concurrency: int = DEFAULT_CONCURRENCY
     overwrite: bool = False
     dry_run: bool = False
     results: Path | None = None

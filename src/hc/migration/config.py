@@ -3,7 +3,7 @@
 Schema (``module/ar/migrate/types/config.go`` in the Go CLI; hc additions marked *hc*)::
 
     version: 1.0.0               # accepted, not interpreted
-    concurrency: 16              # > 0; --concurrency overrides it
+    concurrency: 32              # > 0; --concurrency overrides it (hc's default: 32)
     overwrite: false             # copy even files the destination already holds identically
     dryRun: false                # as --dry-run
     summary: false               # accepted (hc always prints its summary)
@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from hc.config import DEFAULT_CONCURRENCY
 from hc.errors import ConfigError, UsageError
 from hc.protocol.identifiers import validate_registry_identifier, validate_scope_identifier
 
@@ -73,7 +74,6 @@ _KNOWN_ARTIFACT_TYPES: Final = frozenset(
 )
 _GO_ONLY_SOURCES: Final = frozenset({"JFROG", "NEXUS", "HARBOR", "MOCK_JFROG"})
 _MAX_CONFIG_BYTES: Final = 4 * 1024 * 1024
-_DEFAULT_CONCURRENCY: Final = 16
 # Go's os.Expand: ${name} or $name (letters, digits, underscore).
 _VARIABLE: Final = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z0-9_]+))")
 
@@ -165,7 +165,7 @@ class MigrationConfig:
     source: EndpointConfig
     destination: EndpointConfig
     mappings: tuple[MappingConfig, ...]
-    concurrency: int = _DEFAULT_CONCURRENCY
+    concurrency: int = DEFAULT_CONCURRENCY
     overwrite: bool = False
     dry_run: bool = False
     summary: bool = False
@@ -265,7 +265,7 @@ class _Reader:
         )
         concurrency = doc.get("concurrency")
         if concurrency is None:
-            concurrency = _DEFAULT_CONCURRENCY
+            concurrency = DEFAULT_CONCURRENCY
         elif (
             isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1024
         ):

@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import fcntl
 import hashlib
@@ -54,6 +52,7 @@ from typing import Any, Final
 
 from hc.errors import HcError, IntegrityError, StorageError
 from hc.protocol.digest import ALGORITHMS, Checksums
+from hc.syscalls import start_writeback, syncfs
 
 from .group_commit import settle_group
 from .paths import StoreLayout
@@ -94,47 +93,8 @@ _O_TMPFILE: Final = getattr(os, "O_TMPFILE", 0)
 _TRASH_PREFIX: Final = "trash."
 
 
-def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
-    """Linux's sync_file_range(SYNC_FILE_RANGE_WRITE): start writing a range to disk without
-    waiting. Kicking it after every batch overlaps the disk with the network, so the final fsync of
-    a 1 GiB body waits for the tail only (fsync of 1 GiB alone takes ~3 s on this kind of VM)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
-    fn.restype = ctypes.c_int
-    write = 2  # SYNC_FILE_RANGE_WRITE
-
-    def start_writeback(fd: int, offset: int, length: int) -> None:
-        fn(fd, offset, length, write)  # best effort: the final fsync is what guarantees durability
-
-    return start_writeback
-
-
-_start_writeback = _load_sync_file_range()
-
-
-def _load_syncfs() -> Callable[[int], None] | None:
-    """Linux's syncfs(fd): flush every dirty page and inode of one file system in one call."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_int,)
-    fn.restype = ctypes.c_int
-
-    def syncfs(fd: int) -> None:
-        if fn(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-
-    return syncfs
-
-
-_syncfs = _load_syncfs()
+_start_writeback = start_writeback
+_syncfs = syncfs  # module attributes: tests replace them to act as where libc lacks them
 
 
 class SmallBlobs:

@@ -24,11 +24,8 @@ busy machine each one costs far more than this job's bytes.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +33,7 @@ from typing import Final
 
 import anyio
 
+from hc.syscalls import syncfs
 from hc.transfer._files import fsync_directory, write_at
 
 __all__ = ["BatchWriter", "OnWritten"]
@@ -48,24 +46,6 @@ _O_BINARY: Final = getattr(os, "O_BINARY", 0)
 #: Called once per file after its batch: the file's stat (it kept inode and mtime through the
 #: rename), or the error that stopped it.
 OnWritten = Callable[[os.stat_result | None, OSError | None], Awaitable[None]]
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    """libc's ``syncfs(fd)`` (Linux): one call makes everything written so far on that file system
-    durable, for one journal commit instead of one per file."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        function = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int]
-    function.restype = ctypes.c_int
-    return function
-
-
-_SYNCFS: Final = _load_syncfs()
 
 
 @dataclass(slots=True, eq=False)
@@ -179,7 +159,7 @@ class BatchWriter:
                 write_at(fd, request.body, 0)
                 request.stat = os.fstat(fd)
                 request.foreign = request.stat.st_dev != self._root_device
-                if self._sync_enabled and (_SYNCFS is None or request.foreign):
+                if self._sync_enabled and (syncfs is None or request.foreign):
                     os.fsync(fd)
             finally:
                 os.close(fd)
@@ -206,17 +186,17 @@ class BatchWriter:
         if not self._sync_enabled or not (data or names):
             return
         try:
-            if _SYNCFS is not None:
+            if syncfs is not None:
                 fd = os.open(self._root, os.O_RDONLY | _O_CLOEXEC)
                 try:
-                    if _SYNCFS(fd) != 0:
-                        errno = ctypes.get_errno()
-                        raise OSError(errno, f"syncfs failed: {os.strerror(errno)}", str(self._root))
+                    syncfs(fd)
+                except OSError as exc:
+                    raise OSError(exc.errno, f"syncfs failed: {exc.strerror}", str(self._root)) from exc
                 finally:
                     os.close(fd)
             # Files syncfs does not cover were fsynced when written; their names need their
             # directories fsynced.
-            covered = _SYNCFS is not None
+            covered = syncfs is not None
             for directory in {r.final.parent for r in names if r.foreign or not covered}:
                 fsync_directory(directory)
         except OSError as exc:

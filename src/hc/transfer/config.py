@@ -11,10 +11,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Final
 
+from hc.config import DEFAULT_CONCURRENCY
 from hc.errors import UsageError
 from hc.transfer.pacer import Backoff, RetryPolicy
 
-__all__ = ["KiB", "MiB", "TransferConfig"]
+__all__ = ["DEFAULT_CONCURRENCY", "KiB", "MiB", "TransferConfig"]
 
 KiB: Final = 1024
 MiB: Final = 1024 * KiB
@@ -49,7 +50,7 @@ class TransferConfig:
       receiver stopped reading) or whose answer does not come.
     """
 
-    concurrency: int = 16
+    concurrency: int = DEFAULT_CONCURRENCY
     chunk_size: int = 16 * MiB
     buffer_size: int = 1 * MiB
     split: int = 4

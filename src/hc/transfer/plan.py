@@ -35,15 +35,28 @@ def split_even(size: int, count: int, *, align: int = 1, min_length: int = 1) ->
 
 
 def plan_download(
-    size: int, *, split: int, split_threshold: int, align: int = 1, min_length: int = 1
+    size: int,
+    *,
+    split: int,
+    split_threshold: int,
+    align: int = 1,
+    min_length: int = 1,
+    piece: int | None = None,
 ) -> list[ByteRange]:
-    """The ranges to fetch in parallel: one when the file is below ``split_threshold`` (or split is 1),
-    else up to ``split``. A zero-byte file needs no request at all."""
+    """The ranges to fetch, ``split`` at a time: one when the file is below ``split_threshold`` (or
+    split is 1), else ``split`` of them or, with ``piece``, as many ranges of about ``piece`` bytes
+    as it takes (never fewer than ``split``). A zero-byte file needs no request at all.
+
+    Pieces fetched in order by ``split`` streams keep the written prefix of the file growing at the
+    full download rate, so the digest computed over that prefix finishes with the last piece
+    (with ``split`` long ranges the prefix grows at a quarter of the rate and most of the file is
+    hashed after the download); each piece costs one more request."""
     if size <= 0:
         return []
     if split <= 1 or size < split_threshold:
         return [ByteRange(0, size)]
-    return split_even(size, split, align=align, min_length=min_length)
+    count = split if piece is None or piece <= 0 else max(split, -(-size // piece))
+    return split_even(size, count, align=align, min_length=min_length)
 
 
 def clamp_part_size(
