@@ -88,6 +88,8 @@ class RemoteFeatures:
     ranged_reads: bool = True
     min_part_size: int = 0
     max_part_size: int | None = None
+    #: a session may be opened without the sha256 (the commit's digest decides)
+    digest_at_commit: bool = False
     #: the server is an hc registry (bigger listing pages, overwrite header understood)
     hc_server: bool = False
     #: digests an upload carries: all four for Harness (as the Go CLI), sha256 for an hc registry
@@ -105,6 +107,7 @@ def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
         parallel_parts=sessions.parallel_parts,
         min_part_size=sessions.min_part_size,
         max_part_size=sessions.max_part_size,
+        digest_at_commit=sessions.digest_at_commit,
         ranged_reads=block.get("rangeRequests") is not False,
         hc_server=True,
         # An hc registry hashes md5/sha1/sha512 itself while storing; sha256 is what it verifies.
@@ -367,14 +370,17 @@ class HarnessRemote:
     # Upload sessions (hc.protocol.uploads): only called when ``capabilities.upload_sessions``.
     # A session whose file is already stored with these bytes comes back complete with an empty
     # id: the engine then sends no part, and commit and abort have nothing to do.
-    async def begin_upload(self, location: FileLocation, *, size: int, checksums: Checksums) -> UploadState:
+    # No checksums (``digest_at_commit``): the sha256 is left empty, the commit's digest decides.
+    async def begin_upload(
+        self, location: FileLocation, *, size: int, checksums: Checksums | None
+    ) -> UploadState:
         url = self._uploads_url()
         body = BeginUpload(
             package=location.package,
             version=location.version,
             path=location.path,
             size=size,
-            sha256=checksums.sha256,
+            sha256=checksums.sha256 if checksums is not None else "",
         ).to_json()
         with map_http_errors("POST", url):
             async with self._session.post(

@@ -8,7 +8,12 @@ or of the server) is never sent again.
 Discovery: ``GET /gateway/har/api/v3/system/info`` → ``data.hc`` holds (``UploadCapabilities``)::
 
     {"uploadSessions": true, "parallelParts": true, "minPartSize": 1048576,
-     "maxPartSize": 1073741824, "sessionTtlSeconds": 86400, ...}
+     "maxPartSize": 1073741824, "sessionTtlSeconds": 86400, "digestAtCommit": true, ...}
+
+``digestAtCommit``: a ``POST`` may leave ``sha256`` empty and let the commit's ``digest`` alone
+decide. A client can then open the session and send parts while it is still hashing the file, instead
+of reading the whole file once before the first byte moves. A server without the key requires the
+sha256 at ``POST`` (400 otherwise), so a client leaves it out only toward a server that says so.
 
 A server without these keys (Harness itself) has no sessions: the client falls back to single PUTs.
 
@@ -20,7 +25,9 @@ usual ``{"code", "message"}`` error body otherwise):
     Body ``{"package", "version", "path", "size", "sha256", "overwrite"?}`` (``BeginUpload``); for a
     RAW registry ``package``/``version`` are ignored (its files live in ``default/default``).
     The registry must be GENERIC or RAW, the path valid as for ``PUT …/files/…``, ``size`` ≥ 0,
-    ``sha256`` 64 hex characters.
+    ``sha256`` 64 hex characters, or empty (or absent) when the server advertises
+    ``digestAtCommit``: not declared, the commit's ``digest`` decides (and no ``unchanged`` answer
+    is possible, since the server cannot know the bytes yet).
 
     - **201**, ``Location: /pkg/{account}/{registry}/uploads/{id}``, data = the session state
       (``UploadState``: ``{"id", "size", "offset": 0, "received": [], "expiresAt"}``).
@@ -48,7 +55,7 @@ usual ``{"code", "message"}`` error body otherwise):
 ``PUT /pkg/{account}/{registry}/uploads/{id}?digest=sha256:<hex>[&overwrite=true]``
     Commit. Every byte of ``[0, size)`` must have been received (**400** otherwise; the session
     stays). The assembled bytes are hashed (sha256, md5, sha1, sha512) and the sha256 compared with
-    ``digest`` and with the one declared at ``POST``: a mismatch answers **400**
+    ``digest`` and with the one declared at ``POST``, when one was: a mismatch answers **400**
     ``CHECKSUM_MISMATCH`` and discards the session. Otherwise the file is recorded exactly like a
     ``PUT …/files/{path}`` would: **201** for a new path, **200** when identical bytes were already
     there (``outcome: "unchanged"``) or replaced with ``overwrite``, **409** when different bytes
@@ -117,6 +124,7 @@ _KEY_PARALLEL: Final = "parallelParts"
 _KEY_MIN: Final = "minPartSize"
 _KEY_MAX: Final = "maxPartSize"
 _KEY_TTL: Final = "sessionTtlSeconds"
+_KEY_DIGEST_AT_COMMIT: Final = "digestAtCommit"
 
 
 # ------------------------------------------------------------------------------- range arithmetic
@@ -249,6 +257,7 @@ class BeginUpload:
     version: str
     path: str
     size: int
+    #: "" when not declared (``digestAtCommit``): the commit's digest decides
     sha256: str
     #: None: not said (the commit's ``overwrite`` decides)
     overwrite: bool | None = None
@@ -266,8 +275,9 @@ class BeginUpload:
         return body
 
     @classmethod
-    def from_json(cls, data: Any) -> BeginUpload:
-        """Parse and check a request body; UsageError (HTTP 400) on anything malformed."""
+    def from_json(cls, data: Any, *, digest_at_commit: bool = False) -> BeginUpload:
+        """Parse and check a request body; UsageError (HTTP 400) on anything malformed.
+        ``digest_at_commit``: the server accepts an empty (undeclared) sha256."""
         if not isinstance(data, Mapping):
             raise UsageError("the request body must be a JSON object")
         strings = {}
@@ -279,7 +289,7 @@ class BeginUpload:
         if not strings["path"]:
             raise UsageError("missing required field 'path'")
         sha256 = strings["sha256"].strip().lower()
-        if not _SHA256_RE.match(sha256):
+        if not _SHA256_RE.match(sha256) and not (digest_at_commit and not sha256):
             raise UsageError("field 'sha256' must be 64 hex characters")
         overwrite = data.get("overwrite")
         if overwrite is not None and not isinstance(overwrite, bool):
@@ -303,6 +313,8 @@ class UploadCapabilities:
     min_part_size: int = 0
     max_part_size: int | None = None
     session_ttl_seconds: int | None = None
+    #: a session may be opened without its sha256; the commit's digest decides
+    digest_at_commit: bool = False
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {_KEY_SESSIONS: self.upload_sessions, _KEY_PARALLEL: self.parallel_parts}
@@ -311,6 +323,8 @@ class UploadCapabilities:
             body[_KEY_MAX] = self.max_part_size
         if self.session_ttl_seconds is not None:
             body[_KEY_TTL] = self.session_ttl_seconds
+        if self.digest_at_commit:
+            body[_KEY_DIGEST_AT_COMMIT] = True
         return body
 
     @classmethod
@@ -330,6 +344,7 @@ class UploadCapabilities:
             min_part_size=positive(_KEY_MIN) or 0,
             max_part_size=positive(_KEY_MAX),
             session_ttl_seconds=positive(_KEY_TTL),
+            digest_at_commit=block.get(_KEY_DIGEST_AT_COMMIT) is True,
         )
 
 

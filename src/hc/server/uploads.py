@@ -18,8 +18,11 @@ The wire protocol is described in ``hc.protocol.uploads``; this module is what s
   ahead of the hash are caught up from the file (the page cache, usually) in the background as
   soon as the gap before them closes; the commit only waits for that. After a server restart the
   hash state is gone and the commit re-reads what it needs.
+- A session may be opened without a sha256 (``digestAtCommit``, advertised unless turned off): the
+  client then hashes while it sends. Such a session never answers ``unchanged`` at ``POST`` (the
+  bytes are unknown yet) and its commit is checked against the commit's ``digest`` alone.
 - Commit: every byte received → digests → sha256 checked against the ``digest`` parameter and the
-  declared one → ``fsync`` → hard-linked into the blob store (no copy) → the file row and the end of
+  declared one (if any) → ``fsync`` → hard-linked into the blob store (no copy) → the file row and the end of
   the session in one transaction (``Catalog.commit_upload``, same re-upload rule as a PUT) → the
   session file unlinked. A mismatch discards the session. A crash at any step leaves the session
   (commit again), or the file committed and a leftover session file (swept), never a partial file
@@ -253,6 +256,7 @@ class UploadSessions:
         ttl_s: float = DEFAULT_SESSION_TTL_SECONDS,
         min_part_size: int = DEFAULT_MIN_PART_SIZE,
         max_part_size: int = DEFAULT_MAX_PART_SIZE,
+        digest_at_commit: bool = True,
     ) -> None:
         self._layout = layout
         self._db = db
@@ -261,6 +265,8 @@ class UploadSessions:
         self.ttl_ms = int(ttl_s * 1000)
         self.min_part_size = min_part_size
         self.max_part_size = max_part_size
+        #: a ``POST`` may leave the sha256 out (the commit's digest decides); off: 400, as before
+        self.digest_at_commit = digest_at_commit
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -271,6 +277,7 @@ class UploadSessions:
             min_part_size=self.min_part_size,
             max_part_size=self.max_part_size,
             session_ttl_seconds=max(1, self.ttl_ms // 1000),
+            digest_at_commit=self.digest_at_commit,
         )
 
     def data_path(self, upload_id: str) -> Path:
@@ -292,9 +299,13 @@ class UploadSessions:
         sha256: str,
         overwrite: bool,
     ) -> UploadRow | Unchanged:
-        existing = await self._db.run(Catalog.get_file, registry.id, package, version, path)
-        if existing is not None and existing.sha256 == sha256 and existing.size == size:
-            return Unchanged(existing)
+        """Open a session; ``sha256`` "" leaves the digest to the commit (no ``unchanged`` then)."""
+        if not sha256 and not self.digest_at_commit:
+            raise UsageError("field 'sha256' must be 64 hex characters")
+        if sha256:
+            existing = await self._db.run(Catalog.get_file, registry.id, package, version, path)
+            if existing is not None and existing.sha256 == sha256 and existing.size == size:
+                return Unchanged(existing)
         upload_id = uuid.uuid4().hex
         # The row first, then the file: the sweep relies on that order (see sweep_uploads).
         row: UploadRow = await self._db.run(
@@ -563,13 +574,14 @@ class UploadSessions:
                 except FileNotFoundError:
                     raise NotFound(f"upload session {upload_id!r} not found (committed or aborted)") from None
                 checksums = live.hashers.result()
-            if checksums.sha256 != sha256 or checksums.sha256 != row.sha256:
+            # A session opened without a sha256 (digestAtCommit) has only the commit's to match.
+            if checksums.sha256 != sha256 or (row.sha256 and checksums.sha256 != row.sha256):
                 self._live.pop(upload_id, None)
                 await self._db.run(Catalog.delete_upload, upload_id)
                 await self._run(self._unlink, upload_id)
                 raise IntegrityError(
                     f"the uploaded bytes hash to sha256 {checksums.sha256}, not {sha256}"
-                    + (f" (declared {row.sha256})" if row.sha256 != sha256 else "")
+                    + (f" (declared {row.sha256})" if row.sha256 and row.sha256 != sha256 else "")
                     + "; nothing was stored and the session was discarded"
                 )
             overwrite = overwrite or row.overwrite

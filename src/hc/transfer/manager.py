@@ -15,6 +15,10 @@ every request (a whole PUT, one part, one ranged GET) holds one token of ONE Cap
   and whole small files compete for the same ``concurrency`` tokens.
 - Hashing and disk I/O run in worker threads (``hash_threads`` at once for hashing), so both
   cores work while the loop moves bytes.
+- A large file bound for an upload session is not hashed before its first byte moves when the
+  registry takes the sha256 at commit (``digest_at_commit``) and no cached hash or same-size
+  destination file could make it a skip: the session opens without a digest, the file is hashed
+  while its parts go up, and the commit carries the digest (``_send_while_hashing``).
 - Each item is a ``TransferCoordinator``; failures are per item (the job carries on) and end up
   in the summary, a cancelled job leaves its ``.part`` files, upload sessions and journal for the
   next run to resume.
@@ -747,19 +751,30 @@ class TransferManager:
         job.index = await call_with_retries(fetch, self._policy, gate=self._gate, draw=self._draw)
         job.index_ready.set()
 
+    def _algorithms(self) -> tuple[str, ...]:
+        return tuple(self._remote.capabilities.checksum_algorithms) or ALGORITHMS
+
+    def _cached_checksums(self, item: LocalItem) -> Checksums | None:
+        """The hash cache's digests of the file as walked (same size, mtime, inode), if any."""
+        if self._hash_cache is None:
+            return None
+        return self._hash_cache.get(
+            str(item.path.absolute()),
+            size=item.size,
+            mtime_ns=item.mtime_ns,
+            inode=item.inode,
+            require=self._algorithms(),
+        )
+
     async def _local_checksums(
         self, item: LocalItem, *, use_cache: bool = True
     ) -> tuple[Checksums, bytes | None, LocalItem]:
         """The file's digests (and its bytes, when small), and the item as it was when hashed: its
         size and mtime are what the upload later checks the file against (``FileSource``)."""
         cache, key = self._hash_cache, str(item.path.absolute())
-        algorithms = tuple(self._remote.capabilities.checksum_algorithms) or ALGORITHMS
-        if use_cache and cache is not None:
-            cached = cache.get(
-                key, size=item.size, mtime_ns=item.mtime_ns, inode=item.inode, require=algorithms
-            )
-            if cached is not None:
-                return cached, None, item
+        algorithms = self._algorithms()
+        if use_cache and (cached := self._cached_checksums(item)) is not None:
+            return cached, None, item
         checksums, st, data = await read_and_hash(
             item.path,
             buffer_size=self._config.buffer_size,
@@ -789,6 +804,70 @@ class TransferManager:
     def _use_session(self, size: int) -> bool:
         return self._remote.capabilities.upload_sessions and size > self._config.chunk_size
 
+    async def _defers_hash(self, job: _Job, item: LocalItem) -> bool:
+        """Whether this file (its digests not cached) may go up before it is hashed: it takes an
+        upload session, the server takes the sha256 at commit (``digest_at_commit``), and the
+        destination cannot make it a skip whatever its hash (no file there, or one of another
+        size). Hashing first would read the whole file serially before the first byte moves.
+        A dry run always hashes: its report says what would be skipped."""
+        if self._config.dry_run or not self._use_session(item.size):
+            return False
+        if not self._remote.capabilities.digest_at_commit:
+            return False
+        if job.index_ready is not None:
+            await job.index_ready.wait()
+            assert job.index is not None
+            there = job.index.get(item.relpath)
+            if there is not None and there.size == item.size:
+                return False  # same size: only the hash can tell whether it is a skip
+        return True
+
+    async def _hash_deferred(self, item: LocalItem) -> Checksums:
+        """Hash the whole file (on worker threads, under the ``_hashers`` limiter) for a session
+        opened without its digest; the cache remembers the result like any other hash."""
+        checksums, st = await hash_path(
+            item.path,
+            buffer_size=self._config.buffer_size,
+            limiter=self._hashers,
+            algorithms=self._algorithms(),
+            parallel=self._config.hash_threads,
+        )
+        if FileStamp.of(st) != self._stamp(item):
+            # The parts are read against the walk's stamp (FileSource): digests of another version
+            # of the file would describe neither. The item-level retry hashes again, first.
+            raise IntegrityError(f"{item.path} changed since it was listed; hashing it again")
+        if self._hash_cache is not None:
+            self._hash_cache.put(
+                str(item.path.absolute()), mtime_ns=st.st_mtime_ns, inode=st.st_ino, checksums=checksums
+            )
+        return checksums
+
+    async def _send_while_hashing(
+        self, item: LocalItem, send: Callable[[], Awaitable[SessionState]]
+    ) -> tuple[SessionState, Checksums]:
+        """Send the parts while the file is hashed (sha256 at commit): the file is read twice, by
+        different threads, as before, but the wall time is the longer of the two, not their sum."""
+        hashed: list[Checksums] = []
+
+        async def hash_file() -> None:
+            hashed.append(await self._hash_deferred(item))
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(hash_file)
+                session = await send()
+        except BaseExceptionGroup as group:
+            leaves = _leaves(group)
+            # A changed file (from either side) goes to the item-level retry, which catches a
+            # plain IntegrityError; any other single failure is raised as itself too.
+            changed = [leaf for leaf in leaves if isinstance(leaf, IntegrityError)]
+            if changed:
+                raise changed[0] from group
+            if len(leaves) == 1 and isinstance(leaves[0], Exception):
+                raise leaves[0] from group
+            raise
+        return session, hashed[0]
+
     async def _push_one(self, job: _Job, item: LocalItem) -> None:
         config = self._config
         coordinator = self._coordinator(item.relpath, item.size)
@@ -796,18 +875,26 @@ class TransferManager:
         local_path = str(item.path)
         action = ""
         try:
-            checksums, data, hashed = await self._local_checksums(item)
-            if job.index_ready is not None:
-                await job.index_ready.wait()
-                assert job.index is not None
-                if compare(checksums, job.index.get(item.relpath)) is Verdict.IDENTICAL:
-                    coordinator.finish(
-                        Status.SKIPPED, action="identical", sha256=checksums.sha256, local_path=local_path
-                    )
-                    return
-            use_session = self._use_session(checksums.size)
+            checksums = self._cached_checksums(item)
+            data: bytes | None = None
+            hashed = item
+            if checksums is None and await self._defers_hash(job, item):
+                use_session = True  # the sha256 goes with the commit: hashed while the parts go up
+            else:
+                if checksums is None:
+                    checksums, data, hashed = await self._local_checksums(item, use_cache=False)
+                if job.index_ready is not None:
+                    await job.index_ready.wait()
+                    assert job.index is not None
+                    if compare(checksums, job.index.get(item.relpath)) is Verdict.IDENTICAL:
+                        coordinator.finish(
+                            Status.SKIPPED, action="identical", sha256=checksums.sha256, local_path=local_path
+                        )
+                        return
+                use_session = self._use_session(checksums.size)
             action = "upload-session" if use_session else "upload"
             if config.dry_run:
+                assert checksums is not None  # a dry run never defers the hash (_defers_hash)
                 prior = job.journal.get(item.relpath)
                 if use_session and prior is not None and prior.session_id:
                     action = "resume"  # from about prior.acked bytes; the server has the final word
@@ -842,21 +929,24 @@ class TransferManager:
         coordinator: TransferCoordinator,
         item: LocalItem,
         ref: FileRef,
-        checksums: Checksums,
+        checksums: Checksums | None,
         data: bytes | None,
         use_session: bool,
     ) -> tuple[Checksums, bool]:
         """Upload with item-level retries for integrity failures: the source changed (hash again)
         or the server assembled something else (new session). Returns the digests sent and
-        whether any attempt went through an upload session (and so left a journal row)."""
-        tracker = _ItemBytes(self.accounting, coordinator.path, checksums.size)
+        whether any attempt went through an upload session (and so left a journal row).
+        ``checksums`` None: not hashed yet, the session hashes while it sends (``_defers_hash``);
+        a retry always hashes first."""
+        size = item.size if checksums is None else checksums.size
+        tracker = _ItemBytes(self.accounting, coordinator.path, size)
         started = False
 
         def report_start(resumed: int) -> None:
             nonlocal started
             if not started:
                 started = True
-                self.accounting.started(coordinator.path, checksums.size, resumed=resumed)
+                self.accounting.started(coordinator.path, tracker.expected, resumed=resumed)
 
         attempt = 0
         journaled = use_session
@@ -866,8 +956,11 @@ class TransferManager:
             journaled = journaled or use_session
             try:
                 if use_session:
-                    await self._upload_session(job, coordinator, item, ref, checksums, tracker, report_start)
+                    checksums = await self._upload_session(
+                        job, coordinator, item, ref, checksums, tracker, report_start
+                    )
                 else:
+                    assert checksums is not None  # only an upload session defers the hash
                     report_start(0)
                     await self._upload_whole(coordinator, item, ref, checksums, data, tracker)
                 return checksums, journaled
@@ -910,12 +1003,28 @@ class TransferManager:
         )
 
     async def _open_session(
-        self, job: _Job, coordinator: TransferCoordinator, ref: FileRef, checksums: Checksums
+        self,
+        job: _Job,
+        coordinator: TransferCoordinator,
+        ref: FileRef,
+        item: LocalItem,
+        checksums: Checksums | None,
     ) -> SessionState:
+        """Resume the journal's session for this file when it still fits, else begin one (with no
+        digest declared when ``checksums`` is None: the commit carries it)."""
         key = ref.path
-        prior = job.journal.begin(
-            key, fingerprint=f"{checksums.size}:{checksums.sha256}", size=checksums.size
-        )
+        size = item.size if checksums is None else checksums.size
+        # A session begun before the hash was known is tied to the file's stat stamp instead of
+        # its sha256: a re-run of the unchanged file resumes it, a changed file starts another
+        # (and the commit's digest check catches a change the stamp missed). The stamp form also
+        # serves a re-run that finds the hash cached since: it is the same file.
+        stamp = f"stamp:{item.size}:{item.mtime_ns}:{item.inode}"
+        fingerprint = stamp
+        if checksums is not None:
+            prior = job.journal.get(key)
+            if prior is None or prior.fingerprint != stamp:
+                fingerprint = f"{checksums.size}:{checksums.sha256}"
+        prior = job.journal.begin(key, fingerprint=fingerprint, size=size)
         if prior is not None and prior.session_id:
             session_id = prior.session_id
             try:
@@ -927,7 +1036,7 @@ class TransferManager:
                     "session %s for %s cannot be resumed (%s); starting a new one", session_id, key, exc
                 )
         session = await self._call(
-            coordinator, lambda: self._remote.begin_upload(ref, size=checksums.size, checksums=checksums)
+            coordinator, lambda: self._remote.begin_upload(ref, size=size, checksums=checksums)
         )
         job.journal.set_session(key, session.id)
         job.journal.flush()  # a session the journal forgets is an orphan on the server
@@ -939,12 +1048,15 @@ class TransferManager:
         coordinator: TransferCoordinator,
         item: LocalItem,
         ref: FileRef,
-        checksums: Checksums,
+        checksums: Checksums | None,
         tracker: _ItemBytes,
         report_start: Callable[[int], None],
-    ) -> None:
+    ) -> Checksums:
+        """Upload through a session and return the digests committed. ``checksums`` None: the
+        session declares none and the file is hashed while the parts go up (also on a resume,
+        where only the missing parts are sent but the hash still reads the whole file)."""
         remote, config = self._remote, self._config
-        session = await self._open_session(job, coordinator, ref, checksums)
+        session = await self._open_session(job, coordinator, ref, item, checksums)
         opened = session
 
         async def abort() -> None:
@@ -956,30 +1068,34 @@ class TransferManager:
         report_start(sum(part.length for part in normalize(_received(session))))
         caps = remote.capabilities
         part_size = clamp_part_size(
-            checksums.size,
+            tracker.expected,
             config.chunk_size,
             min_part=caps.min_part_size,
             max_part=caps.max_part_size,
             max_parts=_MAX_PARTS,
         )
-        try:
+
+        async def send() -> SessionState:
             if caps.parallel_parts and config.split > 1:
-                session = await self._send_parts_parallel(coordinator, item, ref, session, part_size, tracker)
+                return await self._send_parts_parallel(coordinator, item, ref, opened, part_size, tracker)
+            return await self._send_parts_in_order(job, coordinator, item, ref, opened, part_size, tracker)
+
+        try:
+            if checksums is None:
+                session, checksums = await self._send_while_hashing(item, send)
             else:
-                session = await self._send_parts_in_order(
-                    job, coordinator, item, ref, session, part_size, tracker
-                )
-            final = session
+                session = await send()
+            final, digests = session, checksums
             try:
                 await self._call(
                     coordinator,
-                    lambda: remote.commit_upload(ref, final, checksums=checksums, overwrite=config.overwrite),
+                    lambda: remote.commit_upload(ref, final, checksums=digests, overwrite=config.overwrite),
                 )
             except NotFound:
                 # A commit whose answer was lost (a gateway 502, a cut connection) is retried and
                 # finds the session gone because it succeeded: the stored file says which it was.
                 stored = await self._call(coordinator, lambda: remote.stat(ref))
-                if stored is None or stored.size != checksums.size or stored.sha256 != checksums.sha256:
+                if stored is None or stored.size != digests.size or stored.sha256 != digests.sha256:
                     raise
         except IntegrityError:
             # The assembled bytes are wrong: this session is useless, the next attempt opens another.
@@ -991,6 +1107,7 @@ class TransferManager:
                     _log.debug("abort of %s failed: %s", ref, exc)
             raise
         coordinator.discard_failure_cleanups()
+        return digests
 
     def _part_source(self, item: LocalItem, part: ByteRange, tracker: _ItemBytes) -> CountingSource:
         inner = FileSource(

@@ -18,7 +18,9 @@ Wire mapping the api layer is expected to follow:
 - ``open_read``   → ``GET`` with ``Range: bytes=a-b`` and ``If-Range: "<etag>"`` (ETag = sha256).
 - ``put_file``    → one streamed ``PUT`` with ``X-Checksum-*`` headers (one attempt; the engine retries).
 - sessions        → an advertised extension (OCI-distribution style): begin → parts at offsets with
-  ``Content-Range`` → commit by ``sha256:<hex>``; ``abort`` deletes the session.
+  ``Content-Range`` → commit by ``sha256:<hex>``; ``abort`` deletes the session. A server that
+  advertises ``digest_at_commit`` also takes a begin without the sha256 (``checksums=None``): the
+  engine then hashes the file while its parts go up, and only the commit carries the digest.
 
 Every method makes **one attempt** and raises an ``hc.errors.HcError`` (``TransientError``,
 ``RateLimited``, ``IntegrityError``, ``NotFound`` …) on failure: retry policy lives in
@@ -95,6 +97,11 @@ class RemoteCapabilities(Protocol):
     @property
     def max_part_size(self) -> int | None: ...
     @property
+    def digest_at_commit(self) -> bool:
+        """``begin_upload`` may be called without checksums: the commit's sha256 alone is checked."""
+        ...
+
+    @property
     def checksum_algorithms(self) -> Sequence[str]:
         """The digests an upload must carry (``X-Checksum-*``). Harness wants all four, as the Go CLI
         sends; an hc registry computes md5/sha1/sha512 itself and needs only sha256, which saves the
@@ -163,8 +170,11 @@ class Remote(Protocol):
         """Upload a whole file in one request; ``checksums`` are of the whole file."""
         ...
 
-    async def begin_upload(self, location: FileLocation, *, size: int, checksums: Checksums) -> SessionState:
-        """Open a resumable upload session (only when ``capabilities.upload_sessions``)."""
+    async def begin_upload(
+        self, location: FileLocation, *, size: int, checksums: Checksums | None
+    ) -> SessionState:
+        """Open a resumable upload session (only when ``capabilities.upload_sessions``).
+        ``checksums`` None declares no digest (only when ``capabilities.digest_at_commit``)."""
         ...
 
     async def resume_upload(self, location: FileLocation, session_id: str) -> SessionState:
@@ -233,4 +243,5 @@ class Capabilities:
     ranged_reads: bool = True
     min_part_size: int = 0
     max_part_size: int | None = None
+    digest_at_commit: bool = False
     checksum_algorithms: tuple[str, ...] = ALGORITHMS

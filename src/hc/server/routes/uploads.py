@@ -34,9 +34,10 @@ def _location(account: str, registry: str, upload_id: str) -> str:
 @routes.post(UPLOADS)
 async def begin_upload(request: web.Request) -> web.Response:
     registry = await generic_registry(request)
-    begin = BeginUpload.from_json(await c.json_body(request))
+    sessions = c.state(request).uploads
+    begin = BeginUpload.from_json(await c.json_body(request), digest_at_commit=sessions.digest_at_commit)
     package, version, path = check_target(registry, begin.package, begin.version, begin.path)
-    result = await c.state(request).uploads.begin(
+    result = await sessions.begin(
         registry,
         package=package,
         version=version,
