@@ -111,12 +111,16 @@ class Context:
                 yield server
         finally:
             if fresh and not keep:
-                self._trash.append(store)
+                self.discard(store)
+
+    def discard(self, path: Path) -> None:
+        """Delete ``path`` when the scenario ends (``empty_trash``), not now, between samples."""
+        self._trash.append(path)
 
     def empty_trash(self) -> None:
-        """Delete the stores of finished samples. Not between samples: ext4 makes the next thousands
-        of file creations slower right after thousands of deletions (it skips the freshly freed
-        inodes), which would charge one contender for the cleanup of the one before it."""
+        """Delete the stores and downloads of finished samples. Not between samples: ext4 makes the
+        next thousands of file creations slower right after thousands of deletions (it skips the
+        freshly freed inodes), which would charge one contender for the cleanup of the one before."""
         for store in self._trash:
             shutil.rmtree(store, ignore_errors=True)
         self._trash.clear()

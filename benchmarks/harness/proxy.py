@@ -211,7 +211,7 @@ class Proxy:
                 self.stats.bytes_down += n
                 total = self.stats.bytes_down
             if self._watches:
-                keep = []
+                keep: list[tuple[str, int, Callable[[], None]]] = []
                 for watch in self._watches:
                     (fire if watch[0] == direction and total >= watch[1] else keep).append(watch)
                 self._watches = keep

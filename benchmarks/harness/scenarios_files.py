@@ -101,7 +101,7 @@ def s2_pull_big(ctx: Context) -> ScenarioResult:
                 got = (dest / big.name).stat().st_size
                 if got != size:
                     raise RuntimeError(f"{who}: pulled {got} bytes, expected {size}")
-                shutil.rmtree(dest)
+                ctx.discard(dest)
                 result.samples.append(sample)
     result.checks.append(Check("hc vs curl -o (throughput)", result.speedup("hc", "curl"), ">=", 0.9))
     return result
@@ -276,7 +276,7 @@ def s7_pull_small(ctx: Context) -> ScenarioResult:
                 got = sum(1 for p in dest.rglob("*") if p.is_file())
                 if got != n:
                     raise RuntimeError(f"{who}: pulled {got} files, expected {n}")
-                shutil.rmtree(dest)
+                ctx.discard(dest)
                 result.samples.append(sample)
     result.checks.append(Check("hc vs curl --parallel 32", result.speedup("hc", "curl"), ">=", 1.0))
     return result
