@@ -99,6 +99,40 @@ async def test_a_re_push_of_unchanged_files_sends_nothing(
     assert hashed == []  # unchanged files are not even re-read
 
 
+async def test_files_with_cached_digests_go_to_a_new_version_byte_exact_without_rehashing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CI case: the same files pushed again under another version. Their digests come from the
+    # hash cache, so a small file is read once, for its upload (on the loop: FileSource's
+    # loop_limit), and a large one streams from disk.
+    payloads = make_payloads(small=40, big_sizes=(1 * MiB,))
+    root = tree(tmp_path, payloads)
+    old = 1_600_000_000
+    for path in root.rglob("*"):
+        os.utime(path, (old, old))  # old enough for the hash cache to trust
+    remote = FakeRemote(capabilities=SESSIONS)
+    cache = HashCache.in_memory()
+    await TransferManager(remote, fast_config(), hash_cache=cache).push(
+        items(root), package=PACKAGE, version=VERSION
+    )
+
+    hashed: list[Path] = []
+    real = read_and_hash
+
+    async def spy(path: Path, **kwargs: object) -> object:
+        hashed.append(path)
+        return await real(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("hc.transfer.manager.read_and_hash", spy)
+    summary = await TransferManager(remote, fast_config(), hash_cache=cache).push(
+        items(root), package=PACKAGE, version="2.0"
+    )
+    assert summary.succeeded == len(payloads) and summary.failed == 0
+    assert hashed == []
+    for name, data in payloads.items():
+        assert remote.data(PACKAGE, "2.0", name) == data
+
+
 async def test_changed_and_new_files_are_uploaded_identical_ones_skipped(tmp_path: Path) -> None:
     root = tree(tmp_path, {"same.txt": b"same", "changed.txt": b"new!", "new.txt": b"fresh"})
     remote = FakeRemote()

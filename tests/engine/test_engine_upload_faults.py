@@ -262,17 +262,24 @@ async def test_closing_a_file_source_closes_a_body_suspended_mid_file(tmp_path: 
         await anext(body)
 
 
-async def test_a_file_source_refuses_a_file_changed_since_it_was_hashed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop_limit", [0, 64 * KiB], ids=["worker-threads", "on-the-loop"])
+async def test_a_file_source_refuses_a_file_changed_since_it_was_hashed(
+    tmp_path: Path, loop_limit: int
+) -> None:
     path = tmp_path / "f.bin"
     path.write_bytes(b"a" * 1000)
     st = path.stat()
     stale = FileStamp(st.st_size - 1, st.st_mtime_ns)
-    source = FileSource(path, length=999, buffer_size=64 * KiB, expect=stale)
+    source = FileSource(path, length=999, buffer_size=64 * KiB, expect=stale, loop_limit=loop_limit)
     with pytest.raises(Exception, match="changed since it was hashed"):
         async for _ in source.open():
             pass
-    exact = FileSource(path, length=1000, buffer_size=64 * KiB, expect=FileStamp.of(st))
+    assert open_files_under(tmp_path) == 0
+    exact = FileSource(
+        path, length=1000, buffer_size=64 * KiB, expect=FileStamp.of(st), loop_limit=loop_limit
+    )
     assert b"".join([chunk async for chunk in exact.open()]) == b"a" * 1000
+    assert open_files_under(tmp_path) == 0
 
 
 # -- a receiver that stops reading -----------------------------------------------------------------

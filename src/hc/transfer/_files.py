@@ -3,8 +3,8 @@
 Every blocking call (open, pread, pwrite, fsync, hashing) runs in a worker thread, one buffer at a
 time, so a cancelled job stops within one buffer's work and the loop keeps moving other streams.
 hashlib releases the GIL on large updates, so two hashing threads really use two cores. The one
-exception is a file the caller knows to be tiny (``read_and_hash``'s ``loop_limit``): reading and
-hashing it takes microseconds, less than the thread hop would.
+exception is a file the caller knows to be tiny (``read_and_hash``'s and ``FileSource``'s
+``loop_limit``): reading and hashing it takes microseconds, less than the thread hop would.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import anyio
 
@@ -280,6 +280,11 @@ class _Descriptor:
         return None
 
 
+async def _run_here(function: Callable[..., Any], *args: Any) -> Any:
+    """``anyio.to_thread.run_sync``'s shape, run on the event loop (for I/O too small to hop)."""
+    return function(*args)
+
+
 class FileSource:
     """``length`` bytes of a file from ``offset``, re-readable: each ``open()`` starts over.
 
@@ -291,9 +296,12 @@ class FileSource:
 
     ``close()`` closes whatever descriptors attempts left open (a body abandoned by the HTTP client
     is only finalized when it is collected); it never blocks.
+
+    A source of at most ``loop_limit`` bytes is opened, read and checked on the event loop: for a
+    small file whose digests came from the hash cache, three thread hops cost more than the I/O.
     """
 
-    __slots__ = ("_buffer_size", "_expect", "_length", "_live", "_offset", "_path")
+    __slots__ = ("_buffer_size", "_expect", "_length", "_live", "_loop_limit", "_offset", "_path")
 
     def __init__(
         self,
@@ -303,12 +311,14 @@ class FileSource:
         length: int,
         buffer_size: int,
         expect: FileStamp | None = None,
+        loop_limit: int = 0,
     ) -> None:
         self._path = path
         self._offset = offset
         self._length = length
         self._buffer_size = buffer_size
         self._expect = expect
+        self._loop_limit = loop_limit
         self._live: set[_Descriptor] = set()
 
     @property
@@ -329,21 +339,22 @@ class FileSource:
     async def open(self) -> AsyncIterator[bytes]:
         descriptor = _Descriptor()
         self._live.add(descriptor)
+        run: Callable[..., Awaitable[Any]] = (
+            _run_here if self._length <= self._loop_limit else anyio.to_thread.run_sync
+        )
         try:
-            st = await anyio.to_thread.run_sync(descriptor.open, self._path)
+            st = await run(descriptor.open, self._path)
             self._check(st, "since it was hashed")
             position, end = self._offset, self._offset + self._length
             while position < end:
-                chunk = await anyio.to_thread.run_sync(
-                    descriptor.pread, min(self._buffer_size, end - position), position
-                )
+                chunk = await run(descriptor.pread, min(self._buffer_size, end - position), position)
                 if not chunk:
                     raise IntegrityError(f"{self._path} shrank while it was uploaded")
                 position += len(chunk)
                 if position >= end and self._expect is not None:
                     # Before the last chunk leaves: the receiver never gets a whole body of a file
                     # that changed while it was read.
-                    self._check(await anyio.to_thread.run_sync(descriptor.fstat), "while it was uploaded")
+                    self._check(await run(descriptor.fstat), "while it was uploaded")
                 yield chunk
         finally:
             # Synchronously: an await here would fail in a cancelled task (and leak the descriptor).

@@ -304,7 +304,8 @@ class _StreamedSource:
 
 #: Chunks at least this big are hashed on a worker thread (the loop keeps moving other streams).
 _THREAD_HASH_MIN: Final = 128 * 1024
-#: A small download's body up to this size is hashed on the loop (tens of microseconds).
+#: A small file up to this size (a download's body, a local file to upload) is read and hashed on
+#: the loop: tens of microseconds, less than a thread hop.
 _INLINE_HASH_MAX: Final = 64 * 1024
 #: How often the hash follower of a split download looks for newly written bytes (seconds).
 _FOLLOW_POLL: Final = 0.02
@@ -988,7 +989,11 @@ class TransferManager:
             BytesSource(data, buffer_size=buffer_size)
             if data is not None
             else FileSource(
-                item.path, length=checksums.size, buffer_size=buffer_size, expect=self._stamp(item)
+                item.path,
+                length=checksums.size,
+                buffer_size=buffer_size,
+                expect=self._stamp(item),
+                loop_limit=_INLINE_HASH_MAX,  # a cached file's digests, its bytes read on the loop
             )
         )
         source = CountingSource(inner, tracker.add, stall_timeout=self._config.stall_timeout)
