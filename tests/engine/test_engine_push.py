@@ -66,21 +66,20 @@ async def test_bulk_push_with_faults_stores_every_byte(tmp_path: Path, capabilit
         assert {recorder.results[f"big/b{i}.bin"].action for i in range(3)} == {"upload-session"}
 
 
-async def test_a_re_push_of_unchanged_files_sends_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    payloads = make_payloads(small=60, big_sizes=(1 * MiB,))
-    root = tree(tmp_path, payloads)
+async def pushed_with_cache(root: Path, remote: FakeRemote) -> HashCache:
+    """Push ``root`` once with an in-memory hash cache that trusts its files (made old)."""
     old = 1_600_000_000
     for path in root.rglob("*"):
         os.utime(path, (old, old))  # old enough for the hash cache to trust
-    remote = FakeRemote(capabilities=SESSIONS, page_size=25)
     cache = HashCache.in_memory()
     await TransferManager(remote, fast_config(), hash_cache=cache).push(
         items(root), package=PACKAGE, version=VERSION
     )
-    calls_before, received_before = remote.calls.copy(), remote.bytes_received
+    return cache
 
+
+def spy_on_hashing(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The files the engine reads to hash them from now on."""
     hashed: list[Path] = []
     real = read_and_hash
 
@@ -89,6 +88,19 @@ async def test_a_re_push_of_unchanged_files_sends_nothing(
         return await real(path, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr("hc.transfer.manager.read_and_hash", spy)
+    return hashed
+
+
+async def test_a_re_push_of_unchanged_files_sends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payloads = make_payloads(small=60, big_sizes=(1 * MiB,))
+    root = tree(tmp_path, payloads)
+    remote = FakeRemote(capabilities=SESSIONS, page_size=25)
+    cache = await pushed_with_cache(root, remote)
+    calls_before, received_before = remote.calls.copy(), remote.bytes_received
+
+    hashed = spy_on_hashing(monkeypatch)
     manager = TransferManager(remote, fast_config(), hash_cache=cache)
     summary = await manager.push(items(root), package=PACKAGE, version=VERSION)
 
@@ -107,23 +119,10 @@ async def test_files_with_cached_digests_go_to_a_new_version_byte_exact_without_
     # loop_limit), and a large one streams from disk.
     payloads = make_payloads(small=40, big_sizes=(1 * MiB,))
     root = tree(tmp_path, payloads)
-    old = 1_600_000_000
-    for path in root.rglob("*"):
-        os.utime(path, (old, old))  # old enough for the hash cache to trust
     remote = FakeRemote(capabilities=SESSIONS)
-    cache = HashCache.in_memory()
-    await TransferManager(remote, fast_config(), hash_cache=cache).push(
-        items(root), package=PACKAGE, version=VERSION
-    )
+    cache = await pushed_with_cache(root, remote)
 
-    hashed: list[Path] = []
-    real = read_and_hash
-
-    async def spy(path: Path, **kwargs: object) -> object:
-        hashed.append(path)
-        return await real(path, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr("hc.transfer.manager.read_and_hash", spy)
+    hashed = spy_on_hashing(monkeypatch)
     summary = await TransferManager(remote, fast_config(), hash_cache=cache).push(
         items(root), package=PACKAGE, version="2.0"
     )
