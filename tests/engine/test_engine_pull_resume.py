@@ -58,9 +58,8 @@ anyio.run(main)
 """
 
 
-async def test_a_killed_split_pull_refetches_at_most_a_chunk_per_range(tmp_path: Path) -> None:
-    config = fast_config()
-    size, kill_at, seed = 8 * MiB, 4 * MiB, 11  # 4 ranges of 2 MiB; killed half-way
+async def killed_pull(tmp_path: Path, size: int, kill_at: int, seed: int) -> tuple[Path, Path]:
+    """Run CHILD until its SIGKILL; the destination folder and the journal it left."""
     dest, journal_path = tmp_path / "dest", tmp_path / "jobs" / "pull.db"
     child = await anyio.to_thread.run_sync(
         lambda: subprocess.run(
@@ -71,6 +70,13 @@ async def test_a_killed_split_pull_refetches_at_most_a_chunk_per_range(tmp_path:
         )
     )
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    return dest, journal_path
+
+
+async def test_a_killed_split_pull_refetches_at_most_a_chunk_per_range(tmp_path: Path) -> None:
+    config = fast_config()
+    size, kill_at, seed = 8 * MiB, 4 * MiB, 11  # 4 ranges of 2 MiB; killed half-way
+    dest, journal_path = await killed_pull(tmp_path, size, kill_at, seed)
     assert not (dest / "big.bin").exists()
 
     remote = FakeRemote()
@@ -99,16 +105,7 @@ async def test_bytes_a_power_cut_lost_under_a_recorded_range_are_caught_and_fetc
     # may claim bytes the disk lost. The resumed file then fails its digest check and is fetched
     # again from zero; the damaged bytes never reach the final name.
     size, kill_at, seed = 8 * MiB, 4 * MiB, 12
-    dest, journal_path = tmp_path / "dest", tmp_path / "jobs" / "pull.db"
-    child = await anyio.to_thread.run_sync(
-        lambda: subprocess.run(
-            [sys.executable, "-c", CHILD, str(dest), str(journal_path), str(size), str(kill_at), str(seed)],
-            env={**os.environ, "PYTHONPATH": str(TESTS)},
-            capture_output=True,
-            timeout=120,
-        )
-    )
-    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    dest, journal_path = await killed_pull(tmp_path, size, kill_at, seed)
     (part,) = dest.glob("*.part")
     with open(part, "r+b") as damaged:  # the first piece is recorded: zero it, as a lost write
         damaged.write(bytes(64 * KiB))
