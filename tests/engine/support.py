@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -72,3 +74,12 @@ class Recorder:
 
     def with_status(self, status: Status) -> dict[str, ItemResult]:
         return {path: r for path, r in self.results.items() if r.status is status}
+
+
+def open_files_under(folder: Path) -> int:
+    """How many descriptors this process holds on files under ``folder`` (Linux: /proc/self/fd)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith(str(folder))
+    return count

@@ -5,7 +5,6 @@ reports as a broken request)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -25,21 +24,13 @@ from hc.transfer.results import Status
 from hc.transfer.walk import walk
 
 from .fakes import FakeRemote, Fault
-from .support import PACKAGE, VERSION, Recorder, fast_config
+from .support import PACKAGE, VERSION, Recorder, fast_config, open_files_under
 
 KiB = 1024
 SESSIONS = Capabilities(upload_sessions=True)
 PARALLEL_SESSIONS = Capabilities(upload_sessions=True, parallel_parts=True)
 
 needs_proc_fd = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts /proc/self/fd")
-
-
-def open_files_under(folder: Path) -> int:
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
-            count += os.readlink(f"/proc/self/fd/{fd}").startswith(str(folder))
-    return count
 
 
 def one_file(tmp_path: Path, data: bytes, name: str = "big.bin") -> Path:

@@ -19,10 +19,8 @@ Results are in docs/RELIABILITY.md; ``-s`` prints each cell's request and fault 
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
-import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from engine.support import open_files_under
 
 from .faultproxy import Fault
 from .support import (
@@ -581,14 +581,6 @@ def test_an_upload_session_survives_every_request_failing_once(
 # -- resources ------------------------------------------------------------------------------------
 
 
-def _open_files_under(folder: Path) -> int:
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):  # the listing's own fd is gone by now
-            count += os.readlink(f"/proc/self/fd/{fd}").startswith(str(folder))
-    return count
-
-
 def test_failed_upload_attempts_leave_no_open_files(
     sandbox: Sandbox, loop: LoopThread, tmp_path: Path
 ) -> None:
@@ -602,4 +594,4 @@ def test_failed_upload_attempts_leave_no_open_files(
     assert push.code == 0, push
     assert proxy.stats.injected[Fault.HTTP_503] == 24
     gc.collect()
-    assert _open_files_under(tmp_path / "src") == 0
+    assert open_files_under(tmp_path / "src") == 0
