@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import shutil
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from hc.protocol.routes import generic_file_path
 
-from . import data
+from . import bare_client, data
 from .context import REGISTRY, Context
 from .curl import curl_get, curl_parallel, curl_put
 from .proxy import Proxy
@@ -20,6 +21,24 @@ from .servers import HcServer
 __all__ = ["s1_push_big", "s2_pull_big", "s3_push_small", "s4_push_small_wan", "s6_repush", "s7_pull_small"]
 
 WAN_RTT_MS = 20.0
+
+#: The informational contender of 3 and 7: the same requests from bare aiohttp (bare_client.py).
+BARE = "aiohttp alone"
+_BARE_NOTE = (
+    f"'{BARE}': the same requests from a bare aiohttp script (harness/bare_client.py: no listing,"
+    " retries, journal, progress, .part names or fsync); hc minus it is hc's engine and start-up,"
+    " it minus curl is Python and aiohttp"
+)
+
+
+def _bare(
+    ctx: Context, mode: str, rows: list[tuple[str, Path, str]], token: str
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of one bare_client run over ``rows`` (url, local path, sha256)."""
+    listing = bare_client.write_list(ctx.scratch / f"bare-{mode}.tsv", rows)
+    env = ctx.env()
+    env["HC_BENCH_TOKEN"] = token
+    return [ctx.python, str(Path(bare_client.__file__)), mode, str(listing)], env
 
 
 def _big(ctx: Context) -> Path:
@@ -131,20 +150,21 @@ def _small_push_runs(
                 proxy = stack.enter_context(Proxy(server.port, rtt_ms=rtt_ms)) if rtt_ms else None
                 base = proxy.base_url if proxy else server.base_url
                 version = f"{who.replace(' ', '')}{run}"
+                env = None
+                transfers = [
+                    (
+                        base
+                        + generic_file_path(server.account, REGISTRY, "small", version, f"{tree.name}/{n}"),
+                        tree / n,
+                    )
+                    for n in names
+                ]
                 if who == "curl":
-                    transfers = [
-                        (
-                            base
-                            + generic_file_path(
-                                server.account, REGISTRY, "small", version, f"{tree.name}/{n}"
-                            ),
-                            tree / n,
-                        )
-                        for n in names
-                    ]
                     argv = curl_parallel(
                         ctx.scratch / f"s{result.id}-curl.cfg", server.token, transfers, upload=True
                     )
+                elif who == BARE:
+                    argv, env = _bare(ctx, "put", [(url, path, "-") for url, path in transfers], server.token)
                 else:
                     argv = ctx.hc(
                         base,
@@ -152,7 +172,7 @@ def _small_push_runs(
                         *("artifact", "push", "generic", REGISTRY, str(tree)),
                         *("--name", "small", "--version", version, "--progress", "none", *flags),
                     )
-                sample, _ = ctx.measure(who, run, argv, server=server)
+                sample, _ = ctx.measure(who, run, argv, server=server, env=env)
                 if proxy is not None:
                     stats = proxy.snapshot()
                     sample.extra.update(requests=stats.request_count, connections=stats.connections)
@@ -163,7 +183,8 @@ def _small_push_runs(
 def s3_push_small(ctx: Context) -> ScenarioResult:
     n = ctx.sizes.small_count
     result = ScenarioResult(3, f"push {n:,} files of 4 KiB", work=(n, "files"))
-    _small_push_runs(ctx, result, {"hc": [], "curl": []}, rtt_ms=0.0)
+    _small_push_runs(ctx, result, {"hc": [], "curl": [], BARE: []}, rtt_ms=0.0)
+    result.notes.append(_BARE_NOTE)
     result.checks.append(Check("hc vs curl --parallel 32", result.speedup("hc", "curl"), ">=", 1.0))
     hc = result.median_wall("hc")
     result.checks.append(Check("hc files/s", n / hc if hc else None, ">=", 1500, unit=" files/s"))
@@ -247,11 +268,13 @@ def s7_pull_small(ctx: Context) -> ScenarioResult:
             "setup", 0, curl_parallel(ctx.scratch / "s7-setup.cfg", server.token, upload, upload=True)
         )
         result.setup_seconds = time.perf_counter() - started
+        digests = [hashlib.sha256((tree / x).read_bytes()).hexdigest() for x in names]
         for run in range(ctx.runs):
-            for who in ("hc", "curl"):
+            for who in ("hc", "curl", BARE):
                 if not ctx.wants(result, who, run):
                     continue
-                dest = ctx.fresh_dir(f"s7-{who}")
+                dest = ctx.fresh_dir(f"s7-{who.replace(' ', '-')}")
+                env = None
                 if who == "hc":
                     argv = ctx.hc(
                         server.base_url,
@@ -267,16 +290,23 @@ def s7_pull_small(ctx: Context) -> ScenarioResult:
                             "none",
                         ),
                     )
+                elif who == BARE:
+                    rows = [
+                        (url, dest / tree.name / x, digest)
+                        for (url, _), x, digest in zip(upload, names, digests, strict=True)
+                    ]
+                    argv, env = _bare(ctx, "get", rows, server.token)
                 else:
                     transfers = [
                         (url, dest / tree.name / x) for (url, _), x in zip(upload, names, strict=True)
                     ]
                     argv = curl_parallel(ctx.scratch / "s7-curl.cfg", server.token, transfers, upload=False)
-                sample, _ = ctx.measure(who, run, argv, server=server)
+                sample, _ = ctx.measure(who, run, argv, server=server, env=env)
                 got = sum(1 for p in dest.rglob("*") if p.is_file())
                 if got != n:
                     raise RuntimeError(f"{who}: pulled {got} files, expected {n}")
                 ctx.discard(dest)
                 result.samples.append(sample)
+    result.notes.append(_BARE_NOTE)
     result.checks.append(Check("hc vs curl --parallel 32", result.speedup("hc", "curl"), ">=", 1.0))
     return result
