@@ -87,7 +87,7 @@ def spy_on_hashing(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         hashed.append(path)
         return await real(path, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("hc.transfer.manager.read_and_hash", spy)
+    monkeypatch.setattr("hc.transfer._pushing.read_and_hash", spy)
     return hashed
 
 
