@@ -182,6 +182,25 @@ async def test_a_local_file_that_differs_is_replaced(tmp_path: Path) -> None:
     assert (tmp_path / "a.txt").read_bytes() == b"new content"
 
 
+@pytest.mark.parametrize("size", [100, 2 * MiB], ids=["small", "ranged"])
+async def test_a_symlink_planted_at_a_part_name_is_not_written_through(tmp_path: Path, size: int) -> None:
+    """``<name>.part`` is hc's own temporary name: a link someone put there (pointing at a file the
+    user can write) must not receive the download's bytes. It is replaced by a fresh file."""
+    data = anyio_random_bytes(size)
+    remote = FakeRemote(capabilities=Capabilities(ranged_reads=True))
+    entries = seeded(remote, {"f.bin": data})
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "f.bin.part").symlink_to(victim)
+    summary = await TransferManager(remote, fast_config()).pull(entries, dest)
+    assert summary.succeeded == 1
+    assert victim.read_bytes() == b"precious"
+    assert (dest / "f.bin").read_bytes() == data and not (dest / "f.bin").is_symlink()
+    assert leftovers(dest) == []
+
+
 @pytest.mark.parametrize("evil", ["../escape.txt", "/etc/passwd", "a/../../x", "%2e%2e/x", "c:\\x"])
 async def test_unsafe_names_from_a_listing_fail_and_write_nothing(tmp_path: Path, evil: str) -> None:
     remote = FakeRemote()

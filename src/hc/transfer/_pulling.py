@@ -33,11 +33,7 @@ from hc.transfer._engine import (
     verify_checksums,
     wanted_algorithms,
 )
-from hc.transfer._files import (
-    fsync_directory,
-    hash_path,
-    write_at,
-)
+from hc.transfer._files import fsync_directory, hash_path, open_own_file, write_at
 from hc.transfer.batchwrite import BatchWriter, OnWritten
 from hc.transfer.coordinator import TransferCoordinator
 from hc.transfer.journal import JournalEntry
@@ -130,7 +126,10 @@ class DestinationTree:
             self._approved.add(directory)
             final_stat = _stat_or_none(final)
         part_path = final.with_name(_part_name(final.name))
-        return _Destination(final, final_stat, part_path, _stat_or_none(part_path) if part else None)
+        part_stat = _stat_or_none(part_path, follow=False) if part else None
+        if part_stat is not None and not stat.S_ISREG(part_stat.st_mode):
+            part_stat = None  # not a partial download of hc's (a link, say): nothing to resume
+        return _Destination(final, final_stat, part_path, part_stat)
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,7 +451,7 @@ class PullSide(EngineCore):
 
         def open_part() -> int:
             part.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            fd = open_own_file(part, os.O_RDWR)
             try:
                 if os.fstat(fd).st_size != size:
                     os.ftruncate(fd, size)  # full length up front: ranges are written in place

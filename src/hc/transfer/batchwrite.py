@@ -34,14 +34,13 @@ from typing import Final
 import anyio
 
 from hc.syscalls import syncfs
-from hc.transfer._files import fsync_directory, write_at
+from hc.transfer._files import fsync_directory, open_own_file, write_at
 
 __all__ = ["BatchWriter", "OnWritten"]
 
 _log = logging.getLogger(__name__)
 
 _O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
-_O_BINARY: Final = getattr(os, "O_BINARY", 0)
 
 #: Called once per file after its batch: the file's stat (it kept inode and mtime through the
 #: rename), or the error that stopped it.
@@ -170,7 +169,7 @@ class BatchWriter:
 
     @staticmethod
     def _open(path: Path) -> int:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC | _O_BINARY, 0o644)
+        return open_own_file(path, os.O_WRONLY | os.O_TRUNC)
 
     def _rename(self, request: _Request) -> bool:
         try:
