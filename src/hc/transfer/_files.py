@@ -31,7 +31,6 @@ __all__ = [
     "FileStamp",
     "fsync_directory",
     "hash_path",
-    "open_own_file",
     "read_and_hash",
     "write_at",
 ]
@@ -44,6 +43,8 @@ _DEADLINE_SLACK: Final = 1 / 8
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_EUID: Final = os.geteuid() if hasattr(os, "geteuid") else None
 
 
 def _same_file(before: os.stat_result, after: os.stat_result) -> bool:
@@ -545,21 +546,3 @@ def fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def open_own_file(path: Path, flags: int, mode: int = 0o644) -> int:
-    """Open, creating it if need be, one of hc's own temporary files (a download's ``.part``), never
-    through a symlink at its name.
-
-    The name is hc's: a link there was put by someone else, and following it would write the
-    download into whatever it points at (a classic attack on shared folders). The link is removed
-    (``unlink`` does not follow) and a new file created in its place, exclusively, so a link
-    planted again in between makes the open fail instead of being followed."""
-    flags |= os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
-    try:
-        return os.open(path, flags, mode)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP or not os.path.islink(path):
-            raise
-    os.unlink(path)
-    return os.open(path, flags | os.O_EXCL, mode)

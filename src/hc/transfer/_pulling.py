@@ -4,6 +4,8 @@ fetched whole and written in batches, large ones as ranges recorded in the journ
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -15,10 +17,11 @@ from typing import Final
 
 import anyio
 
-from hc.errors import Conflict, HcError, IntegrityError, TransientError
+from hc.errors import Conflict, HcError, IntegrityError, TransientError, UnsafePathError
 from hc.protocol.digest import Checksums, MultiHasher
 from hc.protocol.ranges import ByteRange
 from hc.syscalls import start_writeback
+from hc.transfer._destfiles import is_own_file, located, open_own_file, open_tree_directory
 from hc.transfer._engine import (
     INLINE_HASH_MAX,
     EngineCore,
@@ -33,7 +36,7 @@ from hc.transfer._engine import (
     verify_checksums,
     wanted_algorithms,
 )
-from hc.transfer._files import fsync_directory, hash_path, open_own_file, write_at
+from hc.transfer._files import hash_path, write_at
 from hc.transfer.batchwrite import BatchWriter, OnWritten
 from hc.transfer.coordinator import TransferCoordinator
 from hc.transfer.journal import JournalEntry
@@ -69,6 +72,44 @@ class _Destination:
     final_stat: os.stat_result | None
     part: Path
     part_stat: os.stat_result | None
+    #: the destination (resolved) and the folders from it to ``final``: files are created,
+    #: renamed and removed relative to a descriptor of that directory opened by walking down
+    #: from ``base`` (``open_tree_directory``), never by a path that a swapped link could divert
+    base: Path
+    folders: tuple[str, ...]
+
+    def open_folder(self, *, create: bool = False) -> int:
+        return open_tree_directory(self.base, self.folders, create=create, name=str(self.final))
+
+    def remove_part(self) -> None:
+        """Delete the ``.part`` (if it is still there) from the directory it was written in; when
+        that directory is gone, or now a link out of the destination, there is nothing of ours."""
+        try:
+            folder = self.open_folder()
+        except (FileNotFoundError, UnsafePathError):
+            return
+        try:
+            os.unlink(self.part.name, dir_fd=folder)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise located(exc, self.part.parent) from exc
+        finally:
+            os.close(folder)
+
+    def promote(self) -> os.stat_result:
+        """Rename the verified ``.part`` to the final name, in the directory it was written in,
+        and make the rename durable."""
+        folder = self.open_folder()
+        try:
+            os.replace(self.part.name, self.final.name, src_dir_fd=folder, dst_dir_fd=folder)
+            with contextlib.suppress(OSError):  # as fsync_directory: not every file system can
+                os.fsync(folder)
+            return os.stat(self.final.name, dir_fd=folder, follow_symlinks=False)
+        except OSError as exc:
+            raise located(exc, self.final.parent) from exc
+        finally:
+            os.close(folder)
 
 
 #: The longest file name (in bytes) that common file systems accept.
@@ -86,6 +127,17 @@ def _part_name(final_name: str) -> str:
     return f".hc-{hashlib.sha256(encoded).hexdigest()[:32]}{_PART_SUFFIX}"
 
 
+def _kind(st: os.stat_result) -> str:
+    mode = st.st_mode
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a file"
+
+
 def _stat_or_none(path: Path, *, follow: bool = True) -> os.stat_result | None:
     try:
         return os.stat(path, follow_symlinks=follow)
@@ -99,7 +151,10 @@ class DestinationTree:
     ``safe_join``'s containment check (does the path, following symlinks already on disk, stay
     inside the destination?) resolves every component of the path; it is done once per directory,
     and again for any file whose final name is itself a symlink. The directories it approved are
-    the engine's own to create, so they stay approved for the job."""
+    the engine's own to create, so they stay approved for the job. That approval only gives early
+    errors and the stats: every write, rename and removal goes through a descriptor of its
+    directory opened by walking down from the root (``_Destination.open_folder``), so a directory
+    that someone swaps for a link after its approval cannot divert them."""
 
     __slots__ = ("_approved", "_base", "root")
 
@@ -127,9 +182,11 @@ class DestinationTree:
             final_stat = _stat_or_none(final)
         part_path = final.with_name(_part_name(final.name))
         part_stat = _stat_or_none(part_path, follow=False) if part else None
-        if part_stat is not None and not stat.S_ISREG(part_stat.st_mode):
-            part_stat = None  # not a partial download of hc's (a link, say): nothing to resume
-        return _Destination(final, final_stat, part_path, part_stat)
+        if part_stat is not None and not is_own_file(part_stat):
+            part_stat = None  # not a partial download of hc's (a link, a FIFO): nothing to resume
+        assert self._base is not None
+        folders = tuple(directory.split("/")) if directory else ()
+        return _Destination(final, final_stat, part_path, part_stat, self._base, folders)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +197,9 @@ class PullItem:
     relpath: str | None
     #: an earlier entry of the same pull already claimed this destination path
     duplicate: bool = False
+    #: why it is not downloaded: its path is another entry's temporary (``.part``) name, or the
+    #: other way round
+    clash: str | None = None
 
 
 async def first_per_destination(
@@ -147,8 +207,12 @@ async def first_per_destination(
 ) -> AsyncIterator[PullItem]:
     """One download per destination path, decided in listing order before any worker sees the
     items: two downloads into one ``.part`` would corrupt (or delete) each other. The first entry
-    wins; the others become items that fail. Memory: a 16-byte digest per path."""
+    wins; the others become items that fail. Likewise for a path that is an earlier entry's
+    temporary name (``x.part`` after ``x``) or whose temporary name is an earlier entry's path
+    (``x`` after ``x.part``): the download of one would truncate, overwrite or rename away the
+    other's file. Memory: two 16-byte digests per path."""
     seen: set[bytes] = set()
+    temporary: set[bytes] = set()  # the .part name of each entry downloaded
     async for entry in as_async_iter(items):
         name = name_of(entry)
         try:
@@ -156,10 +220,28 @@ async def first_per_destination(
         except HcError:
             yield PullItem(entry, name, None)  # fails on its own, as an unsafe path
             continue
-        key = hashlib.blake2b(relpath.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        duplicate = key in seen
+        key = _path_key(relpath)
+        if key in seen:
+            yield PullItem(entry, name, relpath, duplicate=True)
+            continue
+        directory, _, base = relpath.rpartition("/")
+        part = f"{directory}/{_part_name(base)}" if directory else _part_name(base)
+        part_key = _path_key(part)
+        if key in temporary:
+            clash = f"{name}: not downloaded: it is the temporary (.part) name of another file of this pull"
+            yield PullItem(entry, name, relpath, clash=clash)
+            continue
+        if part_key in seen:
+            clash = f"{name}: not downloaded: its temporary name {part!r} is another file of this pull"
+            yield PullItem(entry, name, relpath, clash=clash)
+            continue
         seen.add(key)
-        yield PullItem(entry, name, relpath, duplicate)
+        temporary.add(part_key)
+        yield PullItem(entry, name, relpath)
+
+
+def _path_key(relpath: str) -> bytes:
+    return hashlib.blake2b(relpath.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class PullSide(EngineCore):
@@ -174,6 +256,8 @@ class PullSide(EngineCore):
         relpath = name
         try:
             relpath = item.relpath if item.relpath is not None else sanitize_relpath(name)
+            if item.clash is not None:
+                raise Conflict(item.clash)
             # On the loop: a stat or two of the local tree cost less than a thread hop, and the
             # per-file overhead is what limits a pull of many small files.
             # A small file has no resume state (no journal row, its .part is rewritten whole).
@@ -182,6 +266,15 @@ class PullSide(EngineCore):
             if where.final_stat is not None and stat.S_ISDIR(where.final_stat.st_mode):
                 raise IsADirectoryError(21, "a directory is in the way", str(where.final))
             if where.final_stat is not None and not config.overwrite:
+                if not stat.S_ISREG(where.final_stat.st_mode):
+                    # A FIFO (or socket, or device) put there: reading it to compare would wait
+                    # for a writer, forever. (--overwrite replaces it: a rename writes nothing
+                    # into it.)
+                    raise FileExistsError(
+                        errno.EEXIST,
+                        f"not a regular file ({_kind(where.final_stat)}) is in the way",
+                        str(where.final),
+                    )
                 local = await self._existing_checksums(where.final, where.final_stat, entry)
                 if compare(local, entry) is Verdict.IDENTICAL:
                     coordinator.finish(
@@ -296,7 +389,7 @@ class PullSide(EngineCore):
             ):
                 return
             job.journal.reset(relpath)
-            await anyio.to_thread.run_sync(lambda: where.part.unlink(missing_ok=True))
+            await anyio.to_thread.run_sync(where.remove_part)
 
         coordinator.add_failure_cleanup(remove_partial)
         while True:
@@ -317,18 +410,18 @@ class PullSide(EngineCore):
                 self.accounting.started(coordinator.path, entry.size, resumed=sum(progress.values()))
             try:
                 checksums = await self._fetch(
-                    job, coordinator, entry, relpath, where.part, ranges, progress, tracker
+                    job, coordinator, entry, relpath, where, ranges, progress, tracker
                 )
                 verify_checksums(relpath, entry, checksums)
             except IntegrityError as exc:
                 tracker.rewind_all()
                 job.journal.reset(relpath)
-                await anyio.to_thread.run_sync(lambda: where.part.unlink(missing_ok=True))
+                await anyio.to_thread.run_sync(where.remove_part)
                 if attempt >= self._policy.max_attempts:
                     raise
                 self.accounting.retried(coordinator.path, attempt=attempt, delay=0.0, error=exc)
                 continue
-            final_stat = await anyio.to_thread.run_sync(self._promote, where.part, where.final)
+            final_stat = await anyio.to_thread.run_sync(where.promote)
             self._remember(where.final, final_stat, checksums)
             coordinator.discard_failure_cleanups()
             return checksums, action
@@ -339,12 +432,6 @@ class PullSide(EngineCore):
             self._hash_cache.put(
                 str(path), mtime_ns=st.st_mtime_ns, inode=st.st_ino, checksums=checksums, trust_recent=True
             )
-
-    @staticmethod
-    def _promote(part: Path, final: Path) -> os.stat_result:
-        os.replace(part, final)
-        fsync_directory(final.parent)
-        return os.stat(final)
 
     async def _download_small(
         self,
@@ -380,15 +467,14 @@ class PullSide(EngineCore):
                     raise
                 self.accounting.retried(coordinator.path, attempt=attempt, delay=0.0, error=exc)
                 continue
-            await writer.submit(
-                where.part, where.final, body, self._small_written(coordinator, where, checksums, local_path)
-            )
+            on_done = self._small_written(coordinator, where, checksums, local_path)
+            await writer.submit(where.part, where.final, body, on_done, folders=where.folders)
             return
 
     def _small_written(
         self, coordinator: TransferCoordinator, where: _Destination, checksums: Checksums, local_path: str
     ) -> OnWritten:
-        async def on_done(final_stat: os.stat_result | None, error: OSError | None) -> None:
+        async def on_done(final_stat: os.stat_result | None, error: Exception | None) -> None:
             if coordinator.done:
                 return
             if error is not None or final_stat is None:
@@ -442,16 +528,21 @@ class PullSide(EngineCore):
         coordinator: TransferCoordinator,
         entry: FileEntry,
         relpath: str,
-        part: Path,
+        where: _Destination,
         ranges: Sequence[ByteRange],
         progress: dict[int, int],
         tracker: ItemBytes,
     ) -> Checksums:
-        size = entry.size
+        size, part = entry.size, where.part
 
         def open_part() -> int:
-            part.parent.mkdir(parents=True, exist_ok=True)
-            fd = open_own_file(part, os.O_RDWR)
+            folder = where.open_folder(create=True)
+            try:
+                fd = open_own_file(part.name, os.O_RDWR, dir_fd=folder)
+            except OSError as exc:
+                raise located(exc, part.parent) from exc
+            finally:
+                os.close(folder)
             try:
                 if os.fstat(fd).st_size != size:
                     os.ftruncate(fd, size)  # full length up front: ranges are written in place
@@ -494,15 +585,16 @@ class PullSide(EngineCore):
                 await anyio.to_thread.run_sync(os.fsync, fd)
                 return followed[0]
             await anyio.to_thread.run_sync(os.fsync, fd)
+            if inline is not None and inline.size == size:
+                return inline.result()
+            # A resumed file: hashed through the descriptor its bytes were written to, not by its
+            # name (which a swapped directory could point at another file by now).
+            done = {index: part_range.end for index, part_range in enumerate(ranges)}
+            hashed: list[Checksums] = []
+            await self._follow_hash(fd, ranges, done, algorithms, hashed)
+            return hashed[0]
         finally:
             await anyio.to_thread.run_sync(os.close, fd)
-        if inline is not None and inline.size == size:
-            return inline.result()
-        # Larger reads than the transfer buffer: the bytes are in the page cache, the cost is per hop.
-        checksums, _ = await hash_path(
-            part, buffer_size=4 * self._config.buffer_size, limiter=self._hashers, algorithms=algorithms
-        )
-        return checksums
 
     async def _follow_hash(
         self,

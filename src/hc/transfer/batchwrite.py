@@ -24,6 +24,7 @@ busy machine each one costs far more than this job's bytes.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -33,18 +34,23 @@ from typing import Final
 
 import anyio
 
+from hc.errors import HcError
 from hc.syscalls import syncfs
-from hc.transfer._files import fsync_directory, open_own_file, write_at
+from hc.transfer._destfiles import located, open_child_directory, open_own_file, open_tree_directory
+from hc.transfer._files import fsync_directory, write_at
 
 __all__ = ["BatchWriter", "OnWritten"]
 
 _log = logging.getLogger(__name__)
 
 _O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+#: directory descriptors a batch keeps open (a batch spread over more directories walks again)
+_OPEN_FOLDERS: Final = 256
 
 #: Called once per file after its batch: the file's stat (it kept inode and mtime through the
-#: rename), or the error that stopped it.
-OnWritten = Callable[[os.stat_result | None, OSError | None], Awaitable[None]]
+#: rename), or the error that stopped it (an OSError, or UnsafePathError for a directory that
+#: became a link out of the destination).
+OnWritten = Callable[[os.stat_result | None, Exception | None], Awaitable[None]]
 
 
 @dataclass(slots=True, eq=False)
@@ -54,10 +60,12 @@ class _Request:
     body: bytes
     on_done: OnWritten
     stat: os.stat_result | None = None
-    error: OSError | None = None
+    error: Exception | None = None
     #: on another file system than the root (a mount inside the tree): ``syncfs`` of the root's
     #: file system does not cover it, so it is fsynced on its own
     foreign: bool = False
+    #: the folders from the root to ``final``'s directory (``None``: worked out from the paths)
+    folders: tuple[str, ...] | None = None
 
 
 class BatchWriter:
@@ -67,6 +75,11 @@ class BatchWriter:
     something, and when it is cancelled it still flushes (shielded) what was already submitted, so
     every submitted file gets its ``on_done``. ``max_bytes`` bounds the bodies waiting in memory
     (``submit`` waits for room); ``sync=False`` skips both syncs.
+
+    Each file is created, renamed and (on failure) removed relative to a descriptor of its
+    directory, opened by walking down from ``root`` without following a link out of it (a batch
+    opens each directory once): a directory swapped for a link after the engine checked its path
+    cannot carry the write, or the cleanup, somewhere else.
     """
 
     def __init__(
@@ -77,6 +90,9 @@ class BatchWriter:
         self._max_batch = max_batch
         self._sync_enabled = sync
         self._root_device: int | None = None
+        #: the root, resolved, and the directories of the batch being written (worker thread only)
+        self._base: Path | None = None
+        self._folders: _Folders | None = None
         self._queue: list[_Request] = []
         self._queued_bytes = 0
         #: renamed by the last batch, names not yet durable: the next sync covers them
@@ -84,15 +100,25 @@ class BatchWriter:
         self._wake = anyio.Event()
         self._room = anyio.Event()
 
-    async def submit(self, part: Path, final: Path, body: bytes, on_done: OnWritten) -> None:
+    async def submit(
+        self,
+        part: Path,
+        final: Path,
+        body: bytes,
+        on_done: OnWritten,
+        *,
+        folders: tuple[str, ...] | None = None,
+    ) -> None:
         """Queue ``body`` to be written to ``final`` via ``part`` (same directory). Returns once
-        it is queued; ``on_done`` reports the outcome. Waits while the queue is full."""
+        it is queued; ``on_done`` reports the outcome. Waits while the queue is full. ``folders``
+        (the directories from the root to ``final``, if the caller knows them) saves working
+        them out from the paths."""
         while self._queue and self._queued_bytes + len(body) > self._max_bytes:
             if self._room.is_set():
                 self._room = anyio.Event()
             await self._room.wait()
         # No checkpoint from here on: once queued, the file is the flusher's to finish.
-        self._queue.append(_Request(part, final, body, on_done))
+        self._queue.append(_Request(part, final, body, on_done, folders=folders))
         self._queued_bytes += len(body)
         self._wake.set()
 
@@ -140,20 +166,34 @@ class BatchWriter:
                 self._root_device = os.stat(self._root).st_dev
             except OSError:
                 self._root_device = -1  # every file counts as foreign: each is fsynced
-        written = [request for request in batch if self._write_part(request)]
-        self._sync(written, carried)
-        renamed = [request for request in written if request.error is None and self._rename(request)]
+        if self._base is None:
+            self._base = self._root.resolve()
+        self._folders = folders = _Folders(self._root, self._base)
+        try:
+            # Directory by directory (each is opened once per batch, not once per file).
+            ordered = sorted(batch, key=folders.key)
+            written = [request for request in ordered if self._write_part(request)]
+            self._sync(written, carried)
+            renamed = [request for request in written if request.error is None and self._rename(request)]
+        finally:
+            self._folders.close()
+            self._folders = None
         for request in batch:
             request.body = b""  # the memory goes now, not when the last report ran
         return renamed
 
+    def _folder(self, request: _Request, *, create: bool = False) -> int:
+        assert self._folders is not None, "only while a batch is written"
+        return self._folders.open(request, create=create)
+
     def _write_part(self, request: _Request) -> bool:
         try:
-            try:
-                fd = self._open(request.part)
-            except FileNotFoundError:
-                request.part.parent.mkdir(parents=True, exist_ok=True)
-                fd = self._open(request.part)
+            folder = self._folder(request, create=True)
+        except (OSError, HcError) as exc:
+            self._fail(request, exc, created=False)
+            return False
+        try:
+            fd = open_own_file(request.part.name, os.O_WRONLY, dir_fd=folder, truncate=True)
             try:
                 write_at(fd, request.body, 0)
                 request.stat = os.fstat(fd)
@@ -164,18 +204,20 @@ class BatchWriter:
                 os.close(fd)
             return True
         except OSError as exc:
-            self._fail(request, exc)
+            self._fail(request, located(exc, request.part.parent))
             return False
 
-    @staticmethod
-    def _open(path: Path) -> int:
-        return open_own_file(path, os.O_WRONLY | os.O_TRUNC)
-
     def _rename(self, request: _Request) -> bool:
+        # Both names relative to the directory the bytes were written in: a directory swapped
+        # for a link since cannot move them elsewhere.
         try:
-            os.replace(request.part, request.final)
+            folder = self._folder(request)
+            os.replace(request.part.name, request.final.name, src_dir_fd=folder, dst_dir_fd=folder)
             return True
         except OSError as exc:
+            self._fail(request, located(exc, request.part.parent))
+            return False
+        except HcError as exc:
             self._fail(request, exc)
             return False
 
@@ -199,14 +241,98 @@ class BatchWriter:
             for directory in {r.final.parent for r in names if r.foreign or not covered}:
                 fsync_directory(directory)
         except OSError as exc:
-            for request in (*data, *names):
+            for request in data:
                 self._fail(request, exc)
+            for request in names:
+                self._fail(request, exc, created=False)  # renamed: no .part left to remove
 
-    @staticmethod
-    def _fail(request: _Request, exc: OSError) -> None:
+    def _fail(self, request: _Request, exc: Exception, *, created: bool = True) -> None:
+        """Record the failure and remove the ``.part`` this batch ``created``: by its name in the
+        directory it was written in, so cleaning up never deletes a file somewhere else."""
         request.error = exc
         request.stat = None
+        if not created or self._folders is None:
+            return
         try:
-            request.part.unlink(missing_ok=True)
-        except OSError as cleanup:
+            os.unlink(request.part.name, dir_fd=self._folder(request))
+        except FileNotFoundError:
+            pass
+        except (OSError, HcError) as cleanup:
             _log.debug("cannot remove %s: %s", request.part, cleanup)
+
+
+class _Folders:
+    """The directories one batch writes into, each opened once per batch (walking down from the
+    root as ``open_tree_directory`` does, so never through a link out of it) and kept open for
+    the renames after the sync, at most ``_OPEN_FOLDERS`` of them. A walk starts from the
+    deepest directory already open on its way (the batch is sorted: a parent written to comes
+    before its children), else from the root, which stays open for the batch."""
+
+    __slots__ = ("_base", "_open", "_root", "_root_fd")
+
+    def __init__(self, root: Path, base: Path) -> None:
+        self._root = root
+        self._base = base
+        self._root_fd: int | None = None
+        self._open: dict[tuple[str, ...], int] = {}
+
+    def key(self, request: _Request) -> tuple[str, ...]:
+        """The folders from the root to the request's directory."""
+        if request.folders is None:
+            request.folders = ("",)  # not under the root: ``open`` refuses it
+            parent = request.final.parent
+            for root in (self._root, self._base):
+                if parent.is_relative_to(root):
+                    request.folders = parent.relative_to(root).parts
+                    break
+        return request.folders
+
+    def open(self, request: _Request, *, create: bool) -> int:
+        key = self.key(request)
+        if key == ("",):
+            raise OSError(errno.EXDEV, "not under the destination", str(request.final))
+        if self._root_fd is None:
+            self._root_fd = open_tree_directory(self._base, (), create=create, name=str(request.final))
+        if not key:
+            return self._root_fd
+        fd = self._open.get(key)
+        if fd is None:
+            fd = self._walk(key, create=create, name=str(request.final))
+            if len(self._open) >= _OPEN_FOLDERS:
+                # The last one opened goes: the batch visits its directories in order, and again
+                # in the same order for the renames, so the ones kept first are all reused.
+                os.close(self._open.pop(next(reversed(self._open))))
+            self._open[key] = fd
+        return fd
+
+    def _walk(self, key: tuple[str, ...], *, create: bool, name: str) -> int:
+        depth = len(key) - 1
+        while depth > 0 and key[:depth] not in self._open:
+            depth -= 1
+        start = self._open[key[:depth]] if depth else self._root_fd
+        assert start is not None
+        fd = start
+        try:
+            for index in range(depth, len(key)):
+                try:
+                    child = open_child_directory(fd, key[index], create=create)
+                except OSError as exc:
+                    raise located(exc, self._base.joinpath(*key[:index])) from exc
+                if child is None:  # a link on the way: the full walk resolves (or refuses) it
+                    return open_tree_directory(self._base, key, create=create, name=name)
+                if fd != start:
+                    os.close(fd)
+                fd = child
+            opened, fd = fd, start
+            return opened
+        finally:
+            if fd != start:
+                os.close(fd)
+
+    def close(self) -> None:
+        for fd in self._open.values():
+            os.close(fd)
+        self._open.clear()
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
