@@ -121,6 +121,28 @@ def test_local_credentials_are_created_once_private_and_stable(data_dir: Path) -
     assert first.token not in repr(first)
 
 
+def test_a_store_folder_made_world_readable_by_hand_is_narrowed_to_the_owner(tmp_path: Path) -> None:
+    data_dir = tmp_path / "store"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)  # whatever the umask: readable by every local user
+    ensure_local_credentials(data_dir)
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data_dir / "blobs").stat().st_mode) == 0o700
+
+
+def test_a_link_planted_at_a_credentials_temp_name_is_not_followed(data_dir: Path) -> None:
+    """The temp file's name is random and opened exclusively: nothing a local user prepared in the
+    folder (a link at a guessable name) receives the key."""
+    victim = data_dir.parent / "victim.txt"
+    victim.write_text("precious")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for pid in range(os.getpid() - 2, os.getpid() + 3):
+        (data_dir / f".local-credentials.json.{pid}.tmp").symlink_to(victim)
+    credentials = ensure_local_credentials(data_dir)
+    assert victim.read_text() == "precious"
+    assert json.loads((data_dir / "local-credentials.json").read_text())["token"] == credentials.token
+
+
 def test_local_credentials_race_between_processes(data_dir: Path) -> None:
     with ProcessPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(ensure_local_credentials, [data_dir] * 8))

@@ -47,6 +47,20 @@ async def test_invalid_identifiers_are_400(api: Api, identifier: str) -> None:
     assert "identifier" in body["message"]
 
 
+async def test_a_lone_surrogate_in_a_json_body_is_400_not_500(api: Api) -> None:
+    """``"\\udcff"`` is valid JSON but not Unicode text: SQLite cannot store it, so it is the
+    request's fault (400), never a server error."""
+    body = await api.json(
+        "POST",
+        f"{V1}/registry?space_ref=local",
+        data=b'{"identifier": "gen", "packageType": "GENERIC", "description": "\\udcff"}',
+        headers={"Content-Type": "application/json"},
+        status=400,
+    )
+    assert "surrogate" in body["message"]
+    await api.json("GET", f"{V1}/registry/local%2Fgen/+", status=404)
+
+
 async def test_registry_identifiers_are_unique_per_account_across_spaces(api: Api) -> None:
     await api.create_registry("gen", space="local/org1/proj1")
     body = await api.json(

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,10 @@ def _read_credentials(path: Path) -> LocalCredentials | None:
 
 
 def _write_credentials(path: Path, credentials: LocalCredentials) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    # A fresh, exclusive temp file (a name nobody could have prepared: no link is followed, no
+    # other process's file is truncated), 0600 from its first byte, then renamed over the old one.
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump({"account": credentials.account, "token": credentials.token}, f)
         f.flush()

@@ -63,6 +63,12 @@ class StoreLayout:
         return self.root / "local-credentials.json"
 
     def create(self) -> None:
-        """Create the folders (0700: the store holds hashed keys and private artifacts)."""
-        for folder in (self.root, self.blobs, self.tmp, self.uploads):
+        """Create the folders (0700: the store holds hashed keys and private artifacts). A store folder
+        that already exists with wider permissions (say a data dir made 0755 by hand) is narrowed
+        to 0700 when it is the user's own: otherwise its artifacts and database would be readable
+        by every local user."""
+        for folder in (self.root, self.blobs.parent, self.blobs, self.tmp, self.uploads):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = folder.stat()
+            if os.name == "posix" and st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                folder.chmod(0o700)

@@ -293,7 +293,25 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise UsageError("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise UsageError("the request body must be a JSON object")
+    if not _is_unicode_text(data):
+        raise UsageError("the request body holds a lone surrogate (\\ud800-\\udfff): not Unicode text")
     return data
+
+
+def _is_unicode_text(value: Any) -> bool:
+    """JSON may escape half of a surrogate pair on its own (``"\\udcff"``): Python then holds a string
+    that SQLite (UTF-8) cannot store, which would be a 500 instead of this request's fault (400)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_is_unicode_text(k) and _is_unicode_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_is_unicode_text(item) for item in value)
+    return True
 
 
 def body_str(data: dict[str, Any], key: str, *, required: bool = False) -> str | None:
