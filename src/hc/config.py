@@ -28,6 +28,7 @@ import contextlib
 import enum
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -194,6 +195,17 @@ def auth_file_path(home: Path) -> Path:
     return home / ".harness" / "auth.json"
 
 
+def check_token_text(token: str, source: str) -> None:
+    """Refuse a key that could not be a header value (a line break, a space, a control or non-ASCII
+    character, e.g. from a file saved with a trailing CRLF inside quotes): said plainly, before any
+    request, and without repeating the key."""
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        raise ConfigError(
+            f"malformed token from {source}: it holds a space, a line break or a character that is"
+            " not printable ASCII"
+        )
+
+
 def account_from_token(token: str) -> str:
     """The account inside a Harness API key ``pat.<account>.<id>.<secret>`` (or ``sat.…``).
 
@@ -210,20 +222,35 @@ def account_from_token(token: str) -> str:
 
 def normalize_url(value: str, *, what: str, default_scheme: str | None = None) -> str:
     """Validate an http(s) base URL and drop trailing slashes; optionally add a missing scheme
-    (the Go CLI prepends ``https://`` to a ``--pkg-url`` without ``://``)."""
+    (the Go CLI prepends ``https://`` to a ``--pkg-url`` without ``://``). A ``user:password@``
+    part is refused (the key authenticates; a URL is shown in notes and errors, a password must
+    not be), and no error repeats it."""
     text = value.strip()
+    shown = repr(_without_userinfo(text))
     if default_scheme and "://" not in text:
         text = f"{default_scheme}://{text}"
+    if _USERINFO.search(text):
+        raise ConfigError(
+            f"invalid {what} {shown}: remove the user:password@ part (the API key authenticates)"
+        )
     try:
         parts = urlsplit(text)
         _ = parts.port  # raises ValueError for a non-numeric port
     except ValueError as exc:
-        raise ConfigError(f"invalid {what} {value!r}: {exc}") from None
+        raise ConfigError(f"invalid {what} {shown}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"invalid {what} {value!r}: expected http(s)://host[:port][/path]")
+        raise ConfigError(f"invalid {what} {shown}: expected http(s)://host[:port][/path]")
     if parts.query or parts.fragment:
-        raise ConfigError(f"invalid {what} {value!r}: a base URL takes no query or fragment")
+        raise ConfigError(f"invalid {what} {shown}: a base URL takes no query or fragment")
     return text.rstrip("/")
+
+
+#: The ``user:password@`` of a URL's authority (with or without a scheme, a password with "@" too).
+_USERINFO: Final = re.compile(r"(?:(?<=//)|^(?![A-Za-z][\w+.-]*://))[^/?#]*@")
+
+
+def _without_userinfo(text: str) -> str:
+    return _USERINFO.sub("***@", text)
 
 
 def read_auth_file(path: Path) -> AuthConfig | None:
@@ -234,6 +261,8 @@ def read_auth_file(path: Path) -> AuthConfig | None:
         return None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text; run 'hc auth login' again") from None
     try:
         data = json.loads(raw)
     except ValueError as exc:
@@ -368,6 +397,7 @@ def load_settings(*, flags: GlobalFlags, environ: Mapping[str, str], auth_file: 
     )
     if token is None:
         raise ConfigError("not logged in: run 'hc auth login' or set HARNESS_API_KEY")
+    check_token_text(token, token_source)
 
     account, account_source = _first(
         (flags.account, "--account"),
@@ -526,6 +556,8 @@ def read_contexts_file(path: Path) -> dict[str, AuthConfig]:
         raise ConfigError(f"no contexts file at {path}: create it (mode 0600) to use --to-context") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
     if os.name == "posix" and st.st_mode & 0o077:
         raise ConfigError(f"{path} holds API keys but is readable by others: run 'chmod 600 {path}'")
     try:
@@ -580,11 +612,14 @@ def load_destination(
     if api_raw is None:
         raise UsageError("a cross-server copy needs the destination: --to-api-url URL or --to-context NAME")
     api_url = normalize_url(api_raw, what="destination API URL")
-    token, _ = _first((flags.token, "--to-token"), (env_token, ENV_TO_API_KEY), (saved.token, "context"))
+    token, token_source = _first(
+        (flags.token, "--to-token"), (env_token, ENV_TO_API_KEY), (saved.token, "context")
+    )
     if token is None:
         raise ConfigError(
             f"no key for the destination: set {ENV_TO_API_KEY}, pass --to-token, or use a context"
         )
+    check_token_text(token, token_source)
     account, _ = _first((flags.account, "--to-account"), (saved.account_id, "context"))
     if account is None:
         account = account_from_token(token)

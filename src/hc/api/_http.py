@@ -17,13 +17,17 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import urllib.request
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from hc import __version__
 from hc.errors import (
@@ -45,9 +49,12 @@ __all__ = [
     "NO_RETRY",
     "USER_AGENT",
     "ConnectFailed",
+    "EnvProxy",
     "RetryPolicy",
+    "env_proxy",
     "error_for_status",
     "is_loopback_url",
+    "keep_credentials_home",
     "management_headers",
     "map_http_errors",
     "open_session",
@@ -57,6 +64,7 @@ __all__ = [
     "raise_for_status",
     "redact",
     "remember_secret",
+    "safe_url",
     "server_message",
     "ssl_setting",
     "with_retries",
@@ -123,6 +131,39 @@ def pkg_headers(token: str) -> dict[str, str]:
     return {"x-api-key": token}
 
 
+#: Headers that carry hc's credential (``x-api-key``, a CI JWT or a WebDAV login in ``Authorization``).
+_CREDENTIAL_HEADERS: Final = ("x-api-key", "Authorization")
+
+
+def keep_credentials_home() -> tuple[aiohttp.ClientMiddlewareType]:
+    """Per-request middleware (``middlewares=``) that drops the credential headers from every hop of
+    a redirect that leaves the request's first origin (another host, port or scheme, so an https
+    -> http downgrade too). aiohttp itself drops only ``Authorization``; a custom ``x-api-key``
+    would follow a registry's redirect to a storage host, a CDN, or anyone a proxy names."""
+    first: list[URL] = []
+
+    async def middleware(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        if not first:
+            first.append(request.url)  # origins are compared only if a redirect happens
+        elif request.url.origin() != first[0].origin():
+            for name in _CREDENTIAL_HEADERS:
+                request.headers.popall(name, None)
+        return await handler(request)
+
+    return (middleware,)
+
+
+def safe_url(url: str | URL) -> str:
+    """A URL fit to show (an error, a ``-v`` line): no ``user:password@``, no remembered secret."""
+    text = str(url)
+    parts = urlsplit(text)
+    if "@" in parts.netloc:
+        text = text.replace(parts.netloc, parts.netloc.rsplit("@", 1)[1], 1)
+    return redact(text)
+
+
 def ssl_setting(*, insecure: bool, ca_bundle: Path | None) -> ssl.SSLContext | bool:
     """TLS verification: on by default; ``ca_bundle`` adds a CA to the system ones; ``insecure`` turns
     verification off (aiohttp's ``ssl=False``)."""
@@ -146,33 +187,90 @@ def is_loopback_url(url: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+@dataclass(frozen=True, slots=True)
+class EnvProxy:
+    """The proxy the environment names for a URL; its ``user:password@`` is taken out as ``auth``."""
+
+    url: URL
+    auth: aiohttp.BasicAuth | None = field(default=None, repr=False)
+
+
+def env_proxy(url: str) -> EnvProxy | None:
+    """The proxy ``HTTPS_PROXY``/``HTTP_PROXY`` (by the URL's scheme, either case) name for ``url``,
+    unless ``NO_PROXY`` covers its host; none for a loopback URL (a proxy setting must not swallow
+    local traffic). The choice aiohttp's ``trust_env`` makes, including its refusal of ``https://``
+    proxies, without the rest of ``trust_env`` (see ``open_session``)."""
+    if is_loopback_url(url):
+        return None
+    parts = urlsplit(url)
+    chosen = urllib.request.getproxies().get(parts.scheme)
+    if not chosen or (parts.hostname and urllib.request.proxy_bypass(parts.hostname)):
+        return None
+    try:
+        proxy = URL(chosen)
+    except ValueError:
+        raise ConfigError(f"the {parts.scheme} proxy setting is not a URL") from None
+    if proxy.scheme != "http":
+        return None
+    auth = None
+    if proxy.user is not None:
+        with _no_basic_auth_deprecation():
+            auth = aiohttp.BasicAuth(proxy.user, proxy.password or "")
+        remember_secret(proxy.password)
+        proxy = proxy.with_user(None)
+    return EnvProxy(proxy, auth)
+
+
+@contextmanager
+def _no_basic_auth_deprecation() -> Iterator[None]:
+    # aiohttp 3.14 deprecates BasicAuth and proxy_auth for encode_basic_auth() in per-request
+    # proxy_headers, which older releases (hc supports 3.12 up) do not have; both work until 4.0.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
 @asynccontextmanager
 async def open_session(
     *,
     insecure: bool = False,
     ca_bundle: Path | None = None,
-    trust_env: bool = True,
+    proxy_for: Sequence[str] = (),
     limit: int = 64,
     limit_per_host: int = 32,
     timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
 ) -> AsyncIterator[aiohttp.ClientSession]:
-    """One pooled session for a command. ``trust_env`` honours HTTPS_PROXY/NO_PROXY; callers turn it
-    off for loopback servers so a proxy setting cannot swallow local traffic."""
+    """One pooled session for a command, its requests sent through the proxy the environment names
+    for the ``proxy_for`` URLs (``env_proxy``; loopback URLs never use one).
+
+    Not aiohttp's ``trust_env``: besides proxies it reads ``~/.netrc`` and adds the password it
+    holds for a host as Basic auth to every request without one, so a user's git credentials for
+    the registry host would travel with the API key, and a CI JWT (sent in ``Authorization``)
+    would fail with aiohttp's "Cannot combine AUTHORIZATION header"; it also costs two thread
+    hops (netrc and proxy lookups) per request. Only when the URLs need different proxies (one
+    host in NO_PROXY) is ``trust_env`` used, so each request still gets its own proxy choice."""
     connector = aiohttp.TCPConnector(
         limit=limit,
         limit_per_host=limit_per_host,
         ttl_dns_cache=300,
         ssl=ssl_setting(insecure=insecure, ca_bundle=ca_bundle),
     )
-    async with aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        headers={"User-Agent": USER_AGENT},
-        trust_env=trust_env,
-        # The Harness API authenticates every request by header and sets no cookie hc needs;
-        # the default jar would filter and update cookies on every request and response.
-        cookie_jar=aiohttp.DummyCookieJar(),
-    ) as session:
+    choices = {env_proxy(url) for url in proxy_for}
+    mixed = len(choices) > 1
+    proxy = None if mixed else next(iter(choices), None)
+    with _no_basic_auth_deprecation():
+        session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT},
+            trust_env=mixed,
+            proxy=proxy.url if proxy is not None else None,
+            proxy_auth=proxy.auth if proxy is not None else None,
+            # The Harness API authenticates every request by header and sets no cookie hc needs;
+            # the default jar would filter and update cookies on every request and response.
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+    async with session:
         yield session
 
 
@@ -201,7 +299,7 @@ def map_http_errors(method: str, url: str) -> Iterator[None]:
     except aiohttp.ClientResponseError as exc:
         raise error_for_status(exc.status, message=exc.message, where=_where()) from exc
     except aiohttp.InvalidURL as exc:
-        raise ConfigError(f"invalid URL {exc.url}") from exc
+        raise ConfigError(f"invalid URL {_display_url(str(exc.url))}") from exc
     except aiohttp.TooManyRedirects as exc:
         raise RemoteError(f"{_where()}: too many redirects") from exc
     except TimeoutError as exc:
@@ -316,6 +414,7 @@ async def with_retries(call: Callable[[], Awaitable[_T]], *, policy: RetryPolicy
 
 
 def _display_url(url: str) -> str:
-    # Error lines show where a request went without the query string (long, and not useful).
+    # Error lines show where a request went without the query string (long, and not useful) and
+    # without any user:password@ in it.
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else url
+    return safe_url(f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else url)

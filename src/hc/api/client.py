@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
@@ -25,20 +26,22 @@ from hc.api._http import (
     NO_RETRY,
     RetryPolicy,
     is_loopback_url,
+    keep_credentials_home,
     management_headers,
     map_http_errors,
     open_session,
     raise_for_status,
+    safe_url,
     with_retries,
 )
 from hc.api.pagination import NumberedPage, iter_numbered_pages
-from hc.errors import NotFound, RemoteError
+from hc.errors import ConfigError, NotFound, RemoteError
 from hc.protocol.identifiers import validate_registry_identifier
 from hc.protocol.metadata import MetadataPair
 from hc.protocol.models import MetadataItem, RegistryMetadataV1, RegistryV1
 from hc.protocol.routes import ACCOUNT_CHECK, V1Paths, V2Paths, V3Paths, path_escape, space_ref
 
-__all__ = ["Endpoint", "RegistryClient", "RegistryPage", "connect"]
+__all__ = ["Endpoint", "RegistryClient", "RegistryPage", "connect", "untrusted_package_url"]
 
 log = logging.getLogger("hc.api")
 
@@ -69,6 +72,16 @@ class Endpoint:
     token: str = field(repr=False)
     org: str | None = None
     project: str | None = None
+
+    def __post_init__(self) -> None:
+        # A user:password@ in a base URL would be sent as a second credential (aiohttp turns it
+        # into Basic auth) and shown wherever the URL is; the key is the token.
+        for url in (self.api_url, self.pkg_url):
+            if "@" in (urlsplit(url).netloc):
+                raise ConfigError(
+                    f"the registry URL {safe_url(url)} has a user:password@ part; "
+                    "remove it (the API key authenticates)"
+                )
 
     @property
     def space_ref(self) -> str:
@@ -311,9 +324,18 @@ class RegistryClient:
         return _data_object(body, what="system info")
 
     async def package_url(self) -> str | None:
-        """The package base URL the server advertises, if any."""
+        """The package base URL the server advertises, if any. Not one that would take the key
+        off TLS (``http://`` advertised by an ``https://`` API, loopback aside) or carries a
+        ``user:password@``: the key then stays on the API URL."""
         value = (await self.system_info()).get("registryUrl")
-        return value.strip().rstrip("/") if isinstance(value, str) and value.strip() else None
+        if not isinstance(value, str) or not value.strip():
+            return None
+        url = value.strip().rstrip("/")
+        refused = untrusted_package_url(self.endpoint.api_url, url)
+        if refused:
+            log.warning("not using the package URL %s the server advertises: %s", safe_url(url), refused)
+            return None
+        return url
 
     async def check_account(self) -> JSONObject:
         """Validate the key: ``GET {api}/ng/api/accounts/{account}`` must answer 200 with JSON."""
@@ -373,11 +395,12 @@ class RegistryClient:
                     timeout=timeout,
                     # A request without a body says nothing about one (the Go CLI's copy POST).
                     skip_auto_headers=() if json_body is not None else ("Content-Type",),
+                    middlewares=keep_credentials_home(),
                 ) as response:
                     log.debug(
                         "%s %s -> %d in %.0f ms",
                         method,
-                        url,
+                        safe_url(url),
                         response.status,
                         (time.monotonic() - started) * 1000,
                     )
@@ -386,6 +409,18 @@ class RegistryClient:
             return _decode_json(raw, method=method, url=url)
 
         return await with_retries(once, policy=policy, what=f"{method} {url.path}")
+
+
+def untrusted_package_url(api_url: str, package_url: str) -> str | None:
+    """Why an advertised package URL must not get the key, or None when it may."""
+    api, pkg = urlsplit(api_url), urlsplit(package_url)
+    if pkg.scheme not in ("http", "https") or not pkg.hostname:
+        return "not an http(s) URL"
+    if "@" in pkg.netloc:
+        return "it has a user:password@ part"
+    if api.scheme == "https" and pkg.scheme == "http" and not is_loopback_url(package_url):
+        return "plain http while the API is https (the key would travel unencrypted)"
+    return None
 
 
 @asynccontextmanager
@@ -405,7 +440,7 @@ async def connect(
     async with open_session(
         insecure=insecure,
         ca_bundle=ca_bundle,
-        trust_env=not (is_loopback_url(endpoint.api_url) and is_loopback_url(endpoint.pkg_url)),
+        proxy_for=(endpoint.api_url, endpoint.pkg_url),
         limit=max(64, extra),
         limit_per_host=max(32, extra),
     ) as session:

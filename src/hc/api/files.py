@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
-from hc.api._http import map_http_errors, pkg_headers, raise_for_status, server_message
+from hc.api._http import keep_credentials_home, map_http_errors, pkg_headers, raise_for_status, server_message
 from hc.api.artifacts import ArtifactClient
 from hc.api.client import RegistryClient
 from hc.errors import IntegrityError, NotFound, RemoteError, UsageError
@@ -290,7 +290,10 @@ class HarnessRemote:
         url = self._url(location)
         with map_http_errors("HEAD", url):
             async with self._session.head(
-                URL(url, encoded=True), headers=self._headers(), allow_redirects=True
+                URL(url, encoded=True),
+                headers=self._headers(),
+                allow_redirects=True,
+                middlewares=keep_credentials_home(),
             ) as response:
                 if response.status == 404:
                     return None
@@ -331,7 +334,10 @@ class HarnessRemote:
                 headers["If-Range"] = if_range if if_range.startswith(('"', "W/")) else f'"{if_range}"'
         with map_http_errors("GET", url):
             async with self._session.get(
-                URL(url, encoded=True), headers=headers, read_bufsize=_READ_BUFSIZE
+                URL(url, encoded=True),
+                headers=headers,
+                read_bufsize=_READ_BUFSIZE,
+                middlewares=keep_credentials_home(),
             ) as response:
                 if response.status == 416:
                     raise IntegrityError(f"{location.path}: the requested bytes are beyond the file's end")
@@ -387,7 +393,7 @@ class HarnessRemote:
                 URL(url, encoded=True), json=body, headers=self._headers(), allow_redirects=False
             ) as response:
                 await raise_for_status(response)
-                data = _data(await response.json(content_type=None))
+                data = _data(await _json(response))
         if data.get("outcome") == "unchanged" and not data.get("id"):
             return UploadState(id="", size=size, received=((0, size),) if size else ())
         return UploadState.from_json(data)
@@ -397,9 +403,11 @@ class HarnessRemote:
             raise NotFound("the upload needed no session")
         url = self._upload_url(session_id)
         with map_http_errors("GET", url):
-            async with self._session.get(URL(url, encoded=True), headers=self._headers()) as response:
+            async with self._session.get(
+                URL(url, encoded=True), headers=self._headers(), middlewares=keep_credentials_home()
+            ) as response:
                 await raise_for_status(response)
-                return UploadState.from_json(_data(await response.json(content_type=None)))
+                return UploadState.from_json(_data(await _json(response)))
 
     async def put_part(
         self, location: FileLocation, session: _Session, *, offset: int, source: _Source
@@ -411,10 +419,13 @@ class HarnessRemote:
         headers["Content-Range"] = part_content_range(offset, offset + source.size, _session_size(session))
         with map_http_errors("PATCH", url):
             async with self._session.patch(
-                URL(url, encoded=True), data=await _body(source), headers=headers
+                URL(url, encoded=True),
+                data=await _body(source),
+                headers=headers,
+                middlewares=keep_credentials_home(),
             ) as response:
                 await raise_for_status(response)
-                return UploadState.from_json(_data(await response.json(content_type=None)))
+                return UploadState.from_json(_data(await _json(response)))
 
     async def commit_upload(
         self, location: FileLocation, session: _Session, *, checksums: Checksums, overwrite: bool
@@ -425,7 +436,10 @@ class HarnessRemote:
         query = commit_query(checksums.sha256, overwrite=overwrite)
         with map_http_errors("PUT", url):
             async with self._session.put(
-                URL(url, encoded=True), params=query, headers=self._headers()
+                URL(url, encoded=True),
+                params=query,
+                headers=self._headers(),
+                middlewares=keep_credentials_home(),
             ) as response:
                 await _raise_for_upload_status(response, location.path)
                 await response.read()
@@ -435,7 +449,9 @@ class HarnessRemote:
             return
         url = self._upload_url(session.id)
         with map_http_errors("DELETE", url):
-            async with self._session.delete(URL(url, encoded=True), headers=self._headers()) as response:
+            async with self._session.delete(
+                URL(url, encoded=True), headers=self._headers(), middlewares=keep_credentials_home()
+            ) as response:
                 if response.status != 404:
                     await raise_for_status(response)
 
@@ -488,6 +504,16 @@ async def _raise_for_upload_status(response: aiohttp.ClientResponse, path: str) 
             raise IntegrityError(f"{path}: the registry received different bytes than were sent")
         raise RemoteError(f"{path}: upload refused (HTTP 400): {server_message(raw) or 'no reason given'}")
     await raise_for_status(response)
+
+
+async def _json(response: aiohttp.ClientResponse) -> Any:
+    """The decoded body; RemoteError (not a bare ValueError, an "internal error") when it is not JSON."""
+    try:
+        return await response.json(content_type=None)
+    except ValueError:
+        raise RemoteError(
+            f"{response.method} {response.url.path}: the registry did not answer with JSON"
+        ) from None
 
 
 def _data(body: Any) -> Mapping[str, Any]:

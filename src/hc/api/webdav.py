@@ -27,6 +27,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
@@ -35,7 +36,7 @@ from yarl import URL
 
 from hc.api._http import (
     RetryPolicy,
-    is_loopback_url,
+    keep_credentials_home,
     map_http_errors,
     open_session,
     raise_for_status,
@@ -155,7 +156,11 @@ class WebDavClient:
         headers = {**self._headers, "Depth": "1", "Content-Type": "application/xml; charset=utf-8"}
         with map_http_errors("PROPFIND", url):
             async with self._session.request(
-                "PROPFIND", URL(url, encoded=True), data=_PROPFIND_BODY, headers=headers
+                "PROPFIND",
+                URL(url, encoded=True),
+                data=_PROPFIND_BODY,
+                headers=headers,
+                middlewares=keep_credentials_home(),
             ) as response:
                 if response.status == 404:
                     raise NotFound(f"{url}: no such directory on the WebDAV server")
@@ -178,7 +183,9 @@ class WebDavClient:
         """One file's entry (``HEAD``); None on 404."""
         url = self.url(path)
         with map_http_errors("HEAD", url):
-            async with self._session.head(URL(url, encoded=True), headers=self._headers) as response:
+            async with self._session.head(
+                URL(url, encoded=True), headers=self._headers, middlewares=keep_credentials_home()
+            ) as response:
                 if response.status == 404:
                     return None
                 await raise_for_status(response)
@@ -224,7 +231,9 @@ class WebDavClient:
             if if_range and if_range.startswith('"'):
                 headers["If-Range"] = if_range
         with map_http_errors("GET", url):
-            async with self._session.get(URL(url, encoded=True), headers=headers) as response:
+            async with self._session.get(
+                URL(url, encoded=True), headers=headers, middlewares=keep_credentials_home()
+            ) as response:
                 if response.status == 416:
                     raise IntegrityError(f"{path}: the requested bytes are beyond the file's end")
                 if response.status == 404:
@@ -336,11 +345,17 @@ async def open_webdav(
     username: str | None = None,
     password: str | None = None,
     insecure: bool = False,
+    ca_bundle: Path | None = None,
     connections: int = 16,
     retry: RetryPolicy | None = None,
 ) -> AsyncIterator[WebDavClient]:
     """A client with its own session, closed on exit. Basic auth with a username, else a password
-    alone is sent as a bearer token; no credentials: anonymous."""
+    alone is sent as a bearer token; no credentials: anonymous. A ``user:password@`` in ``url`` is
+    the login when none is given, and is taken out of the URL either way: a URL is shown in errors
+    and log lines, a password must not be."""
+    url, url_user, url_password = _split_userinfo(url)
+    if not username and not password:
+        username, password = url_user, url_password
     headers: dict[str, str] = {}
     if username:
         token = base64.b64encode(f"{username}:{password or ''}".encode()).decode("ascii")
@@ -352,11 +367,22 @@ async def open_webdav(
     remember_secret(headers.get("Authorization"))
     async with open_session(
         insecure=insecure,
-        trust_env=not is_loopback_url(url),
+        ca_bundle=ca_bundle,
+        proxy_for=(url,),
         limit=max(64, connections + 8),
         limit_per_host=max(32, connections + 8),
     ) as session:
         yield WebDavClient(session, url, headers=headers, retry=retry)
+
+
+def _split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """``url`` without its ``user:password@`` part, and the (unquoted) user and password."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, _, secret = userinfo.partition(":")
+    return parts._replace(netloc=host).geturl(), unquote(user) or None, unquote(secret) or None
 
 
 # -- parsing -------------------------------------------------------------------------------------

@@ -3,13 +3,14 @@
 ``main()`` runs click in non-standalone mode and maps what comes out:
 
 - ``HcError``            → ``error: <message>`` on stderr, the error's exit code (2 usage/config, 3 auth…)
-- click usage errors     → click's message, exit 2
+- click usage errors     → ``error: <click's message> (see 'hc … --help')``, exit 2
 - Ctrl-C                 → ``error: interrupted``, exit 130
 - anything unexpected    → ``error: internal error: <repr>``, exit 1 (the traceback only with -v)
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -77,6 +78,14 @@ def run_and_map_errors(call: Callable[[], Any], *, state: CliState) -> int:
             return ExitCode.INTERRUPTED
         _error("aborted")
         return ExitCode.FAILED
+    except click.exceptions.NoArgsIsHelpError as exc:  # "hc registry" alone: its help, as click
+        exc.show()
+        return exc.exit_code
+    except click.UsageError as exc:
+        # One line, as every other error: click's own "Usage: … / Try … / Error: …" takes three.
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        _error(exc.format_message() + where)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
@@ -119,7 +128,21 @@ cli.add_alias("art", "artifact")
 
 def main() -> None:
     """Console-script entry point (``hc``) and ``python -m hc``."""
+    if sys.stdout is None:
+        # Started with stdout closed (``hc … >&-``): Python then has no sys.stdout and click
+        # would drop the output without a word, exiting 0 as if it had been shown.
+        sys.stdout = _ClosedStdout()
     cli.main(prog_name="hc")
+
+
+class _ClosedStdout(io.TextIOBase):
+    """Stands in for a stdout the process was started without: writing to it is an error."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        raise HcError("cannot write the output: stdout is closed")
 
 
 def _error(message: str) -> None:

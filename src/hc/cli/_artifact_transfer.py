@@ -17,7 +17,7 @@ from typing import Final
 
 from hc.api import RegistryClient
 from hc.api.files import HarnessRemote
-from hc.cli._transfer import TransferJob, TransferOptions, job_state, read_retry_set
+from hc.cli._transfer import TransferJob, TransferOptions, job_state
 from hc.cli.context import Target, connect_target, open_target
 from hc.config import Settings
 from hc.errors import NotFound, UnsafePathError, UsageError
@@ -48,6 +48,7 @@ __all__ = [
     "pull_file_name",
     "pull_generic",
     "push_generic",
+    "refuse_results_over_a_source",
     "validate_generic_package",
 ]
 
@@ -100,13 +101,27 @@ class PushRequest:
         validate_sources(self.sources)
 
 
+def refuse_results_over_a_source(results: Path | None, sources: Sequence[str]) -> None:
+    """``--results`` is truncated when the job starts: naming a file to push there would destroy
+    that file (and push it empty), so it is refused before anything is opened."""
+    if results is None or not results.exists():
+        return
+    for source in sources:
+        try:
+            same = Path(source).is_file() and results.samefile(source)
+        except OSError:  # a glob, or a path that vanished: the walk reports it
+            continue
+        if same:
+            raise UsageError(f"--results {str(results)!r} is one of the files to push: name another file")
+
+
 async def push_generic(
     settings: Settings, request: PushRequest, options: TransferOptions, job: TransferJob
 ) -> Summary:
     """Upload files, directories and globs to ``package/version`` (identical files are skipped
     using one listing of the version, unless ``--overwrite``)."""
     request.validate()
-    retry = read_retry_set(options.retry_failed) if options.retry_failed is not None else None
+    retry = job.retry_set
     async with _client(settings, job, options.concurrency) as (target, client):
         await client.get_registry(request.registry)
         remote = await HarnessRemote.open(client, request.registry)
@@ -209,7 +224,7 @@ async def pull_generic(
     files. Returns the summary and, for a single file, its result (where it was saved)."""
     validate_registry_identifier(request.registry)
     spec, dest = request.spec, request.dest
-    retry = read_retry_set(options.retry_failed) if options.retry_failed is not None else None
+    retry = job.retry_set
     if spec.path is None and dest.exists() and not dest.is_dir():
         raise UsageError(f"destination {str(dest)!r} exists and is not a directory")
     async with _client(settings, job, options.concurrency) as (server, client):
@@ -226,6 +241,8 @@ async def pull_generic(
                 accounting=job.accounting,
             )
             root, items, target = await _pull_plan(remote, manager, request, job)
+            if not options.dry_run:
+                _make_destination(root)
             if retry is not None:
                 items = _only_entries(items, lambda entry: target(entry) in retry)
             last: list[ItemResult] = []
@@ -273,6 +290,16 @@ async def _pull_plan(
     else:
         root, name = dest, pull_file_name(head.filename if head else None, spec.path, warn=job.warn)
     return root, _one(entry), lambda _entry: name
+
+
+def _make_destination(root: Path) -> None:
+    """Create the destination folder once the source is known to exist (so a typo in the source
+    leaves no empty folder behind); a path under a file, or a folder hc may not create, is the
+    user's to fix, on one line."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the destination {str(root)!r}: {exc.strerror or exc}") from None
 
 
 def _path_only(entry: FileEntry) -> str:

@@ -125,13 +125,17 @@ class Selection:
 async def read_targets_file(path: Path) -> AsyncIterator[Target]:
     """JSON lines of ``{"package": "...", "version": "..."}`` (version optional), line by line."""
     try:
-        handle = await anyio.open_file(path, encoding="utf-8")
+        handle = await anyio.open_file(path, "rb")  # decoded line by line: errors name their line
     except OSError as exc:
         raise UsageError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
     async with handle:
         number = 0
-        async for line in handle:
+        async for raw in handle:
             number += 1
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UsageError(f"{path}:{number}: not UTF-8 text") from None
             if not line.strip():
                 continue
             try:

@@ -23,6 +23,7 @@ import click
 
 from hc.cli._options import option_group
 from hc.cli.context import CliState
+from hc.errors import UsageError
 
 __all__ = ["AliasGroup", "LazyCommand", "echo_text", "global_options", "pass_state", "prompt_allowed"]
 
@@ -171,12 +172,48 @@ def global_options(*, hidden: bool = True, exclude: Sequence[str] = ()) -> Calla
 
 
 def pass_state(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Pass the invocation's ``CliState`` as the first argument."""
+    """Pass the invocation's ``CliState`` as the first argument (after checking that every text
+    argument is valid UTF-8: see ``reject_undecodable_text``)."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return func(_state(click.get_current_context()), *args, **kwargs)
+        ctx = click.get_current_context()
+        reject_undecodable_text(ctx)
+        return func(_state(ctx), *args, **kwargs)
 
     return functools.update_wrapper(wrapper, func)
+
+
+def reject_undecodable_text(ctx: click.Context) -> None:
+    """Refuse a text argument that is not valid UTF-8 (a usage error, before anything starts).
+
+    Names, versions, patterns and metadata go to a registry as UTF-8. Bytes that are not UTF-8
+    reach Python as lone surrogates (PEP 383); left alone they fail deep in the HTTP client, are
+    dropped from a query string (so another resource answers), or break the server. Local paths
+    (``click.Path`` parameters) are exempt: a file system takes any bytes."""
+    for param in ctx.command.params:
+        if param.name is None or isinstance(param.type, click.Path | click.File):
+            continue
+        value = ctx.params.get(param.name)
+        for item in value if isinstance(value, tuple | list) else (value,):
+            if isinstance(item, str) and not _is_utf8(item):
+                # A key is never echoed, not even a broken one.
+                shown = "" if param.name.endswith("token") else f" {item!r}"
+                raise UsageError(f"{_param_label(param)}{shown} is not valid UTF-8 text")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _param_label(param: click.Parameter) -> str:
+    """How the user wrote the parameter: its long option name, or an argument's metavar."""
+    if isinstance(param, click.Option):
+        return max(param.opts, key=len)
+    return param.human_readable_name
 
 
 def echo_text(text: str) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "dry_run_option",
     "metadata_option",
     "option_group",
+    "page_option",
     "progress_option",
     "registry_option",
     "results_option",
@@ -85,6 +86,11 @@ def shard_option(help: str) -> Decorator[Any]:
     return click.option("--shard", metavar="K/N", help=help)
 
 
+#: --page: 0-based, and an int32 as in the Go CLI, whose flag parsing refuses anything larger (a
+#: bigger number would only come back as the server's 400).
+page_option: Final = click.option(
+    "--page", type=click.IntRange(min=0, max=2**31 - 1), help="Show only this page (0-based)."
+)
 registry_option: Final = click.option("--registry", required=True, help="Registry identifier.")
 metadata_option: Final = click.option(
     "--metadata", required=True, metavar="K:V[,K2:V2…]", help="Pairs, e.g. 'team:core,tier:gold'."

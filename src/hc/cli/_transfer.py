@@ -19,7 +19,7 @@ import contextlib
 import gc
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, TextIO
@@ -48,6 +48,7 @@ __all__ = [
     "TransferOptions",
     "job_state",
     "read_retry_set",
+    "refuse_overwriting",
     "summary_line",
     "tune_gc_for_transfer",
 ]
@@ -99,12 +100,33 @@ class TransferOptions:
         )
 
 
+def refuse_overwriting(outputs: Mapping[str, Path | None], inputs: Mapping[str, Path | None]) -> None:
+    """An output file (``--results``, ``--plan-out``: truncated when the job starts) must not be a
+    file the job reads: that file would be gone before it is read, or once the job is done."""
+    for out_flag, out in outputs.items():
+        for in_flag, source in inputs.items():
+            if out is not None and source is not None and _same_file(out, source):
+                raise UsageError(f"{out_flag} {str(out)!r} is the {in_flag} file: name another file")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:  # one does not exist (yet): the same path, then, or not the same file
+        return a.absolute() == b.absolute()
+
+
 def read_retry_set(path: Path) -> frozenset[str]:
     """The paths a ``--results`` file reports as failed or cancelled (what ``--retry-failed`` redoes)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read results file {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad_line = raw.count(b"\n", 0, exc.start) + 1
+        raise UsageError(f"{path}:{bad_line}: not UTF-8 text") from None
     wanted: set[str] = set()
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -228,6 +250,10 @@ class TransferJob:
     journal: Path | None = None
 
     def __post_init__(self) -> None:
+        # Read before the results file is opened (truncated): "--retry-failed r.jsonl --results
+        # r.jsonl" is the natural way to run a job again, and the failures must survive it.
+        retry_failed = self.options.retry_failed
+        self.retry_set: frozenset[str] | None = None if retry_failed is None else read_retry_set(retry_failed)
         self._out = self.stdout if self.stdout is not None else sys.stdout
         self._err = self.stderr if self.stderr is not None else sys.stderr
         mode = ProgressMode.NONE if self.quiet else self.options.progress

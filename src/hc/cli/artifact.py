@@ -28,6 +28,7 @@ from hc.api.artifacts import ArtifactClient, ListPage
 from hc.api.files import HarnessRemote
 from hc.cli import render
 from hc.cli._group import AliasGroup, LazyCommand, echo_text, global_options, pass_state, prompt_allowed
+from hc.cli._options import page_option
 from hc.cli.context import CliState, Notify, open_client, run_async
 from hc.config import OutputFormat, Settings
 from hc.errors import HcError, NotFound, RemoteError, UsageError
@@ -501,7 +502,7 @@ for _name, _command in SUBCOMMANDS.items():
 @click.option("--registry", help="Only this registry.")
 @click.option("--package", help="List the versions of this package (needs --registry).")
 @click.option("--version", help="List the files of this version (needs --package).")
-@click.option("--page", type=click.IntRange(min=0), help="Show only this page (0-based).")
+@page_option
 @click.option(
     "--page-size",
     type=click.IntRange(min=1, max=1000),

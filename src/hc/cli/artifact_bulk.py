@@ -296,6 +296,17 @@ def metadata_delete_command(state: CliState, **flags: Any) -> None:
     _run_tagging(state, delete=True, **flags)
 
 
+def _require_store(hc_home: str) -> None:
+    """Without --create-registry the destination registry must already exist, so its store must
+    too: opening a missing one would create a whole store wherever a typo points."""
+    from hc.server.paths import StoreLayout
+
+    if not StoreLayout(Path(hc_home)).database.is_file():
+        raise UsageError(
+            f"--to-hc-home {hc_home!r} holds no registry store (pass --create-registry to start one there)"
+        )
+
+
 @click.command("copy")
 @click.argument("source", metavar="SRC_REGISTRY/PACKAGE/VERSION")
 @click.argument("dest_registry", metavar="DEST_REGISTRY")
@@ -347,6 +358,8 @@ def copy_command(
     settings = state.settings()
     parsed = parse_copy_source(source)
     options = _bulk_options(**job_flags)
+    if to_hc_home is not None and not create_registry:
+        _require_store(to_hc_home)
     flags = DestinationFlags(
         context=to_context,
         api_url=to_api_url,

@@ -18,12 +18,14 @@ from hc.cli._artifact_transfer import (
     parse_pull_spec,
     pull_generic,
     push_generic,
+    refuse_results_over_a_source,
 )
 from hc.cli._group import AliasGroup, global_options, pass_state
 from hc.cli._options import ProgressMode, transfer_options
 from hc.cli._transfer import TransferJob, TransferOptions, tune_gc_for_transfer
 from hc.cli.context import CliState, run_job
 from hc.config import OutputFormat, Settings
+from hc.errors import UsageError
 from hc.transfer import ItemResult, Status
 
 __all__ = ["pull_group", "push_group"]
@@ -67,7 +69,7 @@ def push_group() -> None:
 
 @push_group.command("generic")
 @click.argument("registry")
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("-n", "--name", "package", required=True, help="Package name.")
 @click.option("--version", default=DEFAULT_VERSION, show_default=True, help="Version.")
 @click.option("--include-hidden", is_flag=True, help="Also push dotfiles and dot-directories.")
@@ -92,6 +94,7 @@ def push_generic_command(
     """
     settings = state.settings()
     options = _transfer_options(**flags)
+    refuse_results_over_a_source(options.results, paths)
     request = PushRequest(
         registry=registry, package=package, version=version, sources=paths, include_hidden=include_hidden
     )
@@ -110,11 +113,11 @@ def pull_group() -> None:
 @pull_group.command("generic")
 @click.argument("registry")
 @click.argument("artifact", metavar="PACKAGE[/VERSION[/FILE]]")
-@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("dest", type=click.Path())
 @transfer_options
 @global_options()
 @pass_state
-def pull_generic_command(state: CliState, registry: str, artifact: str, dest: Path, **flags: Any) -> None:
+def pull_generic_command(state: CliState, registry: str, artifact: str, dest: str, **flags: Any) -> None:
     """Pull a file, a version, or every version of a package from REGISTRY into DEST.
 
     \b
@@ -123,6 +126,9 @@ def pull_generic_command(state: CliState, registry: str, artifact: str, dest: Pa
     PACKAGE               every version, under DEST/<version>/
     Files are verified against the registry's sha256 and written via <name>.part.
     """
+    if not dest:
+        # Path("") is ".": an unset shell variable would pull into the current directory.
+        raise UsageError("the destination is empty: give the directory (or file) to pull into")
     settings = state.settings()
     options = _transfer_options(**flags)
     spec = parse_pull_spec(artifact)
@@ -130,7 +136,7 @@ def pull_generic_command(state: CliState, registry: str, artifact: str, dest: Pa
     job = _transfer_job(settings, "pull", options, "download")
     summary, single = run_job(
         job,
-        pull_generic(settings, PullRequest(registry=registry, spec=spec, dest=dest), options, job),
+        pull_generic(settings, PullRequest(registry=registry, spec=spec, dest=Path(dest)), options, job),
         details=details,
     )
     if _show_saved(single, settings):

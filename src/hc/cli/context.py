@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import click
 
@@ -104,7 +104,7 @@ async def open_target(settings: Settings, *, notify: Notify = _stderr_notice) ->
         ) from exc
     if not settings.quiet:
         notify(f"hc: no Harness account configured; using the embedded registry at {data_dir}")
-    async with serve_embedded(data_dir) as server:
+    async with serve_embedded(data_dir) as server, _quiet_server_log(verbose=settings.verbose):
         log.debug("embedded registry serving %s at %s", data_dir, server.base_url)
         yield Target(
             endpoint=Endpoint(
@@ -119,6 +119,33 @@ async def open_target(settings: Settings, *, notify: Notify = _stderr_notice) ->
             data_dir=data_dir,
             retry_budget=settings.retry_budget,
         )
+
+
+@asynccontextmanager
+async def _quiet_server_log(*, verbose: bool) -> AsyncIterator[None]:
+    """Keep the in-process registry's own log (an internal error's traceback) off the command's
+    stderr unless -v: the client's error line already reports the failure and its incident id,
+    and ``-v`` shows the server's side. (``hc server run`` keeps its log: that is a server.)"""
+    if verbose:
+        yield
+        return
+    handler = logging.NullHandler()
+    saved: list[tuple[logging.Logger, bool]] = []
+    for name in _SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.propagate))
+        logger.addHandler(handler)  # a handler of its own: Python's last-resort printer stays out
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, propagate in saved:
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+
+
+#: The loggers of the serving side: hc's handlers, and aiohttp's (a request its parser refuses).
+_SERVER_LOGGERS: Final = ("hc.server", "aiohttp.server", "aiohttp.web", "aiohttp.access")
 
 
 @asynccontextmanager
@@ -156,10 +183,24 @@ def run_async(coro: Coroutine[Any, Any, _T]) -> _T:
     results: list[_T] = []
 
     async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(_loop_exception)
         results.append(await coro)
 
     asyncio.run(main())
     return results[0]
+
+
+def _loop_exception(loop: Any, context: dict[str, Any]) -> None:
+    """asyncio's report of an error nobody awaited, except one that is only noise.
+
+    After Ctrl-C, asyncio closes the async generators a cancelled command left suspended (a
+    listing being paged) all at once; closing an outer generator closes the inner one while
+    asyncio closes it too, which it reports with a traceback ("an error occurred during closing
+    of asynchronous generator"). The command has stopped cleanly by then, so that goes to -v."""
+    if "asyncgen" in context and isinstance(context.get("exception"), RuntimeError):
+        log.debug("%s: %r", context.get("message"), context.get("exception"))
+        return
+    loop.default_exception_handler(context)
 
 
 class Job(Protocol):

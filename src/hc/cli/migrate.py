@@ -30,7 +30,7 @@ from hc.cli._options import (
     results_option,
     shard_option,
 )
-from hc.cli._transfer import TransferJob, TransferOptions, job_state
+from hc.cli._transfer import TransferJob, TransferOptions, job_state, refuse_overwriting
 from hc.cli.context import CliState, run_job
 from hc.cli.progress import ProgressMode, format_duration
 from hc.config import OutputFormat, Settings
@@ -76,6 +76,11 @@ class PlanStats:
 def resolve(request: MigrateRequest, environ: Mapping[str, str]) -> tuple[MigrationConfig, MigrationOptions]:
     """The config file and the flags merged: a flag can switch overwrite/dry-run on, never off (as
     the Go CLI); ``--concurrency`` replaces the config's value."""
+    refuse_overwriting(
+        {"--plan-out": request.plan_out, "--results": request.results},
+        {"--config": request.config, "--plan": request.plan},
+    )
+    refuse_overwriting({"--plan-out": request.plan_out}, {"--results": request.results})
     config = load_config(request.config, environ)
     shard = Shard.parse(request.shard) if request.shard is not None else None
     if request.plan is not None and request.plan_out is not None:

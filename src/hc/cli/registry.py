@@ -16,6 +16,7 @@ import click
 from hc.api import RegistryPage
 from hc.cli import render
 from hc.cli._group import AliasGroup, LazyCommand, global_options, pass_state, prompt_allowed
+from hc.cli._options import page_option
 from hc.cli.context import CliState, Notify, open_client, run_async
 from hc.config import OutputFormat, Settings
 from hc.errors import HcError, UsageError
@@ -198,7 +199,7 @@ def registry_group() -> None:
 
 
 @registry_group.command("list")
-@click.option("--page", type=click.IntRange(min=0), help="Show only this page (0-based).")
+@page_option
 @click.option(
     "--page-size",
     type=click.IntRange(min=1, max=1000),

@@ -164,7 +164,16 @@ def _is_hex(value: str) -> bool:
 
 def read_plan(handle: IO[str], *, name: str) -> Iterator[PlanItem]:
     """The items of a plan file, one per non-empty line, lazily (a plan may be millions of lines)."""
-    for number, line in enumerate(handle, start=1):
+    lines = iter(handle)
+    number = 0
+    while True:
+        number += 1
+        try:
+            line = next(lines)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            raise UsageError(f"{name}:{number}: not UTF-8 text") from None
         if not line.strip():
             continue
         where = f"{name}:{number}"

@@ -104,7 +104,8 @@ async def run_migration(
                     config.source.endpoint,
                     username=creds.username,
                     password=creds.password,
-                    insecure=config.source.insecure,
+                    insecure=config.source.insecure or settings.insecure,
+                    ca_bundle=settings.ca_bundle,
                     connections=options.concurrency,
                     retry=RetryPolicy(outage_budget=settings.retry_budget),
                 )

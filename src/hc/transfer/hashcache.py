@@ -20,7 +20,7 @@ from typing import Final, Self
 from hc.errors import StorageError
 from hc.protocol.digest import ALGORITHMS, Checksums
 
-__all__ = ["HashCache"]
+__all__ = ["HashCache", "storable"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +39,17 @@ CREATE TABLE IF NOT EXISTS files (
 _RACY_WINDOW_NS: Final = 2_000_000_000
 #: paths remembered while the cache holds only this process's rows (then it just asks SQLite)
 _MAX_OWN: Final = 100_000
+
+
+def storable(text: str) -> bool:
+    """Whether SQLite can hold ``text``: a file name that is not UTF-8 reaches Python with lone
+    surrogates (``os.fsdecode``), which no UTF-8 text column takes. Such a file is simply not
+    cached (and its job reports it by name) instead of failing the whole job."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class HashCache:
@@ -82,6 +93,8 @@ class HashCache:
         self, path: str, *, size: int, mtime_ns: int, inode: int, require: Iterable[str] = ("sha256",)
     ) -> Checksums | None:
         """The cached digests, or ``None`` when unknown, stale, or missing a required algorithm."""
+        if not storable(path):
+            return None
         waiting = self._rows.get(path)
         if waiting is not None:
             row: tuple[object, ...] | None = waiting[4:] if waiting[1:4] == (size, mtime_ns, inode) else None
@@ -123,7 +136,7 @@ class HashCache:
         digests are known from the verification, not from a read that could race a writer.
         """
         now = time.time_ns() if now_ns is None else now_ns
-        if not trust_recent and now - mtime_ns < _RACY_WINDOW_NS:
+        if not storable(path) or (not trust_recent and now - mtime_ns < _RACY_WINDOW_NS):
             return False
         digests = [checksums.get(algorithm) for algorithm in ALGORITHMS]
         # Rows wait in memory and go to disk in one short transaction per batch: the cache is
