@@ -61,13 +61,15 @@ def test_valid_package_names(good: str) -> None:
     assert validate_package_name(good) == good
 
 
-@pytest.mark.parametrize("bad", ["", ".", "..", "a/../b", "a//b", "a\\b", "a\x00b", "x" * 256])
+@pytest.mark.parametrize(
+    "bad", ["", ".", "..", "a/../b", "a//b", "a\\b", "a\x00b", "x" * 256, "  ", " lead", "trail ", "a/ b"]
+)
 def test_invalid_package_names(bad: str) -> None:
     with pytest.raises(UsageError):
         validate_package_name(bad)
 
 
-@pytest.mark.parametrize("bad", ["1/2", "..", "", "v\n1"])
+@pytest.mark.parametrize("bad", ["1/2", "..", "", "v\n1", " ", "1.0 ", "\t1"])
 def test_invalid_version_names(bad: str) -> None:
     with pytest.raises(UsageError):
         validate_version_name(bad)

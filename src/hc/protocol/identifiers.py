@@ -91,6 +91,9 @@ def _check_name(value: str, *, kind: str, allow_slash: bool) -> str:
     for segment in segments:
         if segment in ("", ".", ".."):
             raise UsageError(f"invalid {kind} name {value!r}: empty, '.' or '..' segments are not allowed")
+        if segment != segment.strip():
+            # "  " or "1.0 ": a quoting slip, never a name anyone means (and one nobody can type back)
+            raise UsageError(f"invalid {kind} name {value!r}: blank, or starts or ends with a space")
     return value
 
 
