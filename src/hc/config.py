@@ -180,6 +180,8 @@ class Settings:
     retry_budget: float = DEFAULT_RETRY_BUDGET
     #: facts worth telling the user with ``-v`` (where a value came from, a fallback taken)
     notes: tuple[str, ...] = ()
+    #: what the user should fix even without ``-v`` (a key file others can read)
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.api_url is not None and not (self.token and self.account and self.pkg_url):
@@ -193,6 +195,13 @@ class Settings:
 def auth_file_path(home: Path) -> Path:
     """Where the Go CLI keeps its login: ``<home>/.harness/auth.json``."""
     return home / ".harness" / "auth.json"
+
+
+def _readable_by_others(path: Path) -> bool:
+    try:
+        return os.name == "posix" and bool(path.stat().st_mode & 0o077)
+    except OSError:
+        return False
 
 
 def check_token_text(token: str, source: str) -> None:
@@ -398,6 +407,13 @@ def load_settings(*, flags: GlobalFlags, environ: Mapping[str, str], auth_file: 
     if token is None:
         raise ConfigError("not logged in: run 'hc auth login' or set HARNESS_API_KEY")
     check_token_text(token, token_source)
+    warnings: list[str] = []
+    if token_source == str(auth_file) and auth_file is not None and _readable_by_others(auth_file):
+        # The Go CLI writes it 0600 too; wider means it was copied or edited by hand. Said every
+        # time (as ssh does) but not refused: the key already left its owner's sole control.
+        warnings.append(
+            f"{auth_file} holds your API key and is readable by other users: run 'chmod 600 {auth_file}'"
+        )
 
     account, account_source = _first(
         (flags.account, "--account"),
@@ -445,6 +461,7 @@ def load_settings(*, flags: GlobalFlags, environ: Mapping[str, str], auth_file: 
         org=org,
         project=project,
         notes=tuple(notes),
+        warnings=tuple(warnings),
         **common,
     )
 

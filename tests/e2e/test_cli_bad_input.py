@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from hc.cli.context import run_async
+from hc.config import AuthConfig, write_auth_file
 from hc.errors import ExitCode
 
 from ._artifact_support import live_registry
@@ -482,3 +483,20 @@ def test_a_key_with_a_line_break_is_a_config_error(hc: HcRunner, tmp_path: Path)
     assert result.exit_code == ExitCode.USAGE, result
     assert "malformed token" in _one_error(result.stderr)
     assert "X-Evil" not in result.stderr
+
+
+def test_an_auth_file_others_can_read_works_but_says_so(
+    hc: HcRunner, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    with live_registry(tmp_path / "server") as live:
+        write_auth_file(
+            sandbox.auth_file, AuthConfig(base_url=live.url, token=live.token, account_id=live.account)
+        )
+        sandbox.auth_file.chmod(0o644)
+        result = hc("registry", "list")
+        assert result.exit_code == 0, result
+        warning = f"warning: {sandbox.auth_file} holds your API key and is readable by other users"
+        assert warning in result.stderr
+        assert live.token not in result.stderr
+        sandbox.auth_file.chmod(0o600)
+        assert "warning:" not in hc("registry", "list").stderr

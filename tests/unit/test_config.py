@@ -267,6 +267,18 @@ def test_auth_file_written_0600_in_0700_folder_with_go_fields(tmp_path: Path) ->
     assert [p.name for p in folder.iterdir()] == ["auth.json"]  # no temp file left behind
 
 
+def test_an_auth_file_others_can_read_is_used_with_a_warning(tmp_path: Path) -> None:
+    path = _auth_file(tmp_path)
+    assert _load(tmp_path, auth_file=path).warnings == ()
+    path.chmod(0o644)
+    settings = _load(tmp_path, auth_file=path)
+    assert settings.token == FILE_TOKEN
+    assert settings.warnings == (
+        f"{path} holds your API key and is readable by other users: run 'chmod 600 {path}'",
+    )
+    assert _load(tmp_path, auth_file=path, flags=GlobalFlags(token=FLAG_TOKEN)).warnings == ()
+
+
 def test_auth_file_rewrite_replaces_atomically(tmp_path: Path) -> None:
     path = tmp_path / "h" / "auth.json"
     write_auth_file(path, AuthConfig(base_url="https://a", token="t1", account_id="a"))

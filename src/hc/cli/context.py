@@ -257,6 +257,8 @@ class CliState:
             self._settings = load_settings(flags=self.flags, environ=self.environ, auth_file=self.auth_file)
             for note in self._settings.notes:
                 log.info("%s", note)
+            for warning in self._settings.warnings:
+                self.notice(f"warning: {warning}")
         return self._settings
 
     def notice(self, message: str) -> None:
