@@ -24,6 +24,7 @@ import click
 from hc.cli._options import option_group
 from hc.cli.context import CliState
 from hc.errors import UsageError
+from hc.protocol.identifiers import is_utf8_text
 
 __all__ = ["AliasGroup", "LazyCommand", "echo_text", "global_options", "pass_state", "prompt_allowed"]
 
@@ -195,18 +196,10 @@ def reject_undecodable_text(ctx: click.Context) -> None:
             continue
         value = ctx.params.get(param.name)
         for item in value if isinstance(value, tuple | list) else (value,):
-            if isinstance(item, str) and not _is_utf8(item):
+            if isinstance(item, str) and not is_utf8_text(item):
                 # A key is never echoed, not even a broken one.
                 shown = "" if param.name.endswith("token") else f" {item!r}"
                 raise UsageError(f"{_param_label(param)}{shown} is not valid UTF-8 text")
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _param_label(param: click.Parameter) -> str:

@@ -27,6 +27,7 @@ from hc.errors import UnsafePathError, UsageError
 __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_PATH_LENGTH",
+    "is_utf8_text",
     "is_valid_registry_identifier",
     "split_space_ref",
     "validate_package_name",
@@ -44,6 +45,17 @@ _SCOPE_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$")
 # Control characters (C0, DEL, C1) never belong in a name or path.
 _CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DRIVE_RE: Final = re.compile(r"^[A-Za-z]:")
+
+
+def is_utf8_text(text: str) -> bool:
+    """Whether ``text`` can travel as UTF-8 (JSON, URLs, SQLite text). Bytes that are not UTF-8
+    (a file name, an argument) reach Python as lone surrogates (PEP 383), and JSON may escape one
+    (``"\\udcff"``): such a string fails deep in an HTTP client or a database instead."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_valid_registry_identifier(identifier: str) -> bool:

@@ -13,6 +13,7 @@ import anyio
 
 from hc.errors import HcError, IntegrityError, NotFound, TransientError, UsageError
 from hc.protocol.digest import Checksums
+from hc.protocol.identifiers import is_utf8_text
 from hc.protocol.ranges import ByteRange, normalize
 from hc.transfer._engine import (
     INLINE_HASH_MAX,
@@ -32,7 +33,6 @@ from hc.transfer._files import (
     read_and_hash,
 )
 from hc.transfer.coordinator import TransferCoordinator
-from hc.transfer.hashcache import storable
 from hc.transfer.march import DestinationIndex, Verdict, compare
 from hc.transfer.pacer import call_with_retries, classify
 from hc.transfer.plan import clamp_part_size, remaining_upload
@@ -190,7 +190,7 @@ class PushSide(EngineCore):
         local_path = str(item.path)
         action = ""
         try:
-            if not storable(item.relpath):
+            if not is_utf8_text(item.relpath):
                 # A registry path is text (JSON, URLs): a name the file system holds as bytes that
                 # are not UTF-8 cannot be one. The item fails by name; the rest of the job goes on.
                 raise UsageError(f"{item.path}: the name is not UTF-8 text, which a registry path must be")
@@ -232,7 +232,7 @@ class PushSide(EngineCore):
                 job.journal.mark_done(item.relpath, sha256=checksums.sha256)
             coordinator.finish(Status.DONE, action=action, sha256=checksums.sha256, local_path=local_path)
         except Exception as exc:
-            if not config.dry_run and storable(item.relpath):
+            if not config.dry_run and is_utf8_text(item.relpath):
                 job.journal.mark_failed(item.relpath, describe_error(exc))
             await self._finish_with_error(coordinator, exc, action=action, local_path=local_path)
             if not is_item_error(exc):

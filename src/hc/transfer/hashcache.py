@@ -19,8 +19,9 @@ from typing import Final, Self
 
 from hc.errors import StorageError
 from hc.protocol.digest import ALGORITHMS, Checksums
+from hc.protocol.identifiers import is_utf8_text
 
-__all__ = ["HashCache", "storable"]
+__all__ = ["HashCache"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,17 +40,6 @@ CREATE TABLE IF NOT EXISTS files (
 _RACY_WINDOW_NS: Final = 2_000_000_000
 #: paths remembered while the cache holds only this process's rows (then it just asks SQLite)
 _MAX_OWN: Final = 100_000
-
-
-def storable(text: str) -> bool:
-    """Whether SQLite can hold ``text``: a file name that is not UTF-8 reaches Python with lone
-    surrogates (``os.fsdecode``), which no UTF-8 text column takes. Such a file is simply not
-    cached (and its job reports it by name) instead of failing the whole job."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class HashCache:
@@ -93,7 +83,7 @@ class HashCache:
         self, path: str, *, size: int, mtime_ns: int, inode: int, require: Iterable[str] = ("sha256",)
     ) -> Checksums | None:
         """The cached digests, or ``None`` when unknown, stale, or missing a required algorithm."""
-        if not storable(path):
+        if not is_utf8_text(path):  # a non-UTF-8 file name: not cached, rather than a failed job
             return None
         waiting = self._rows.get(path)
         if waiting is not None:
@@ -136,7 +126,7 @@ class HashCache:
         digests are known from the verification, not from a read that could race a writer.
         """
         now = time.time_ns() if now_ns is None else now_ns
-        if not storable(path) or (not trust_recent and now - mtime_ns < _RACY_WINDOW_NS):
+        if not is_utf8_text(path) or (not trust_recent and now - mtime_ns < _RACY_WINDOW_NS):
             return False
         digests = [checksums.get(algorithm) for algorithm in ALGORITHMS]
         # Rows wait in memory and go to disk in one short transaction per batch: the cache is

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from hc.errors import NotFound, UsageError
-from hc.protocol.identifiers import split_space_ref, validate_scope_identifier
+from hc.protocol.identifiers import is_utf8_text, split_space_ref, validate_scope_identifier
 from hc.protocol.routes import PKG_PREFIX, generic_file_path, path_escape
 
 from ..metadata import Catalog, FileRow, ListQuery, RegistryRow, Space
@@ -302,11 +302,7 @@ def _is_unicode_text(value: Any) -> bool:
     """JSON may escape half of a surrogate pair on its own (``"\\udcff"``): Python then holds a string
     that SQLite (UTF-8) cannot store, which would be a 500 instead of this request's fault (400)."""
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
+        return is_utf8_text(value)
     if isinstance(value, dict):
         return all(_is_unicode_text(k) and _is_unicode_text(v) for k, v in value.items())
     if isinstance(value, list):
