@@ -379,7 +379,13 @@ def test_four_shards_in_separate_processes_equal_one_run(
     env = {"DEST_KEY": dest.token}
     procs = [_migrate_process(config, sandbox, env, "--shard", f"{k}/4") for k in range(4)]
     outcomes = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0, 0], outcomes
+    # Each failing shard's stderr whole: pytest's repr of all outcomes elides the line that matters.
+    failed = "\n".join(
+        f"shard {k}/4 exited {proc.returncode}:\n{err}"
+        for k, (proc, (_, err)) in enumerate(zip(procs, outcomes, strict=True))
+        if proc.returncode
+    )
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], failed
     successes = [int(err.split("Success : ")[1].split()[0]) for _, err in outcomes]
     assert sum(successes) == len(tree) and sum(1 for s in successes if s) >= 2
     assert registry_contents(dest, "dst") == expected(tree)
