@@ -33,12 +33,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.message import Message
 from email.utils import collapse_rfc2231_value
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
 
+from hc.api._filebody import RegionSource, SendfileBody, sends_regions
 from hc.api._http import keep_credentials_home, map_http_errors, pkg_headers, raise_for_status, server_message
 from hc.api.artifacts import ArtifactClient
 from hc.api.client import RegistryClient
@@ -358,7 +359,7 @@ class HarnessRemote:
         if overwrite:
             headers["X-Hc-Overwrite"] = "true"
         for _ in range(_MAX_REDIRECTS + 1):
-            body = await _body(source)
+            body = await _body(source, url)
             with map_http_errors("PUT", url):
                 async with self._session.put(
                     URL(url, encoded=True), data=body, headers=headers, allow_redirects=False
@@ -420,7 +421,7 @@ class HarnessRemote:
         with map_http_errors("PATCH", url):
             async with self._session.patch(
                 URL(url, encoded=True),
-                data=await _body(source),
+                data=await _body(source, url),
                 headers=headers,
                 middlewares=keep_credentials_home(),
             ) as response:
@@ -531,10 +532,13 @@ def _session_size(session: _Session) -> int:
     return size
 
 
-async def _body(source: _Source) -> bytes | AsyncIterator[bytes]:
-    """Small bodies as one bytes object (fewer writes); larger ones streamed from the source."""
+async def _body(source: _Source, url: str) -> bytes | AsyncIterator[bytes] | SendfileBody:
+    """Small bodies as one bytes object (fewer writes); larger ones sent from the file by the kernel
+    over plain HTTP when the source is a file (``_filebody``), else streamed from the source."""
     if source.size <= _INLINE_BODY:
         return b"".join([chunk async for chunk in source.open()])
+    if sends_regions(source) and url.startswith("http://"):
+        return SendfileBody(cast(RegionSource, source))
     return source.open()
 
 

@@ -13,7 +13,8 @@ import errno
 import hashlib
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -22,7 +23,7 @@ import anyio
 
 from hc.errors import IntegrityError, TransientError
 from hc.protocol.digest import ALGORITHMS, Checksums, MultiHasher
-from hc.transfer.remote import ByteSource
+from hc.transfer.remote import ByteSource, FileRegion
 
 __all__ = [
     "BytesSource",
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+#: what a body hands out: bytes, or regions of a file (``len`` is the byte count of either)
+_Piece = TypeVar("_Piece", bytes, FileRegion)
 
 #: how far (a share of the stall timeout) a deadline may lag the last progress before it is moved
 _DEADLINE_SLACK: Final = 1 / 8
@@ -247,6 +250,16 @@ class _Descriptor:
         finally:
             self._release()
 
+    @contextmanager
+    def lent(self) -> Iterator[int]:
+        """The descriptor, kept open until the ``with`` ends even if ``close()`` is called meanwhile
+        (its number could otherwise be reused by another open while the kernel still sends)."""
+        fd = self._acquire()
+        try:
+            yield fd
+        finally:
+            self._release()
+
     def fstat(self) -> os.stat_result:
         fd = self._acquire()
         try:
@@ -339,15 +352,32 @@ class FileSource:
                 f"{self._path} changed {when} ({st.st_size} bytes now, {self._expect.size} when hashed)"
             )
 
-    async def open(self) -> AsyncIterator[bytes]:
+    #: ``open_regions()`` is offered (``hc.transfer.remote.ByteSource``)
+    sends_regions: Final = True
+
+    def _runner(self) -> Callable[..., Awaitable[Any]]:
+        return _run_here if self._length <= self._loop_limit else anyio.to_thread.run_sync
+
+    def _new_descriptor(self) -> _Descriptor:
         descriptor = _Descriptor()
         self._live.add(descriptor)
-        run: Callable[..., Awaitable[Any]] = (
-            _run_here if self._length <= self._loop_limit else anyio.to_thread.run_sync
-        )
+        return descriptor
+
+    async def _open_checked(self, descriptor: _Descriptor, run: Callable[..., Awaitable[Any]]) -> None:
+        st = await run(descriptor.open, self._path)
+        self._check(st, "since it was hashed")
+
+    def _closed(self, descriptor: _Descriptor) -> None:
+        # Synchronously: an await here would fail in a cancelled task (and leak the descriptor);
+        # a thread still opening the file sees it closed and closes what it opened.
+        descriptor.close()
+        self._live.discard(descriptor)
+
+    async def open(self) -> AsyncIterator[bytes]:
+        run = self._runner()
+        descriptor = self._new_descriptor()
         try:
-            st = await run(descriptor.open, self._path)
-            self._check(st, "since it was hashed")
+            await self._open_checked(descriptor, run)
             position, end = self._offset, self._offset + self._length
             while position < end:
                 chunk = await run(descriptor.pread, min(self._buffer_size, end - position), position)
@@ -360,9 +390,25 @@ class FileSource:
                     self._check(await run(descriptor.fstat), "while it was uploaded")
                 yield chunk
         finally:
-            # Synchronously: an await here would fail in a cancelled task (and leak the descriptor).
-            descriptor.close()
-            self._live.discard(descriptor)
+            self._closed(descriptor)
+
+    async def open_regions(self) -> AsyncGenerator[FileRegion, None]:
+        """The bytes of ``open()`` as regions of one open descriptor, ``buffer_size`` each, checked
+        as ``open()`` checks them (the stamp before the last region goes)."""
+        run = self._runner()
+        descriptor = self._new_descriptor()
+        try:
+            await self._open_checked(descriptor, run)
+            position, end = self._offset, self._offset + self._length
+            while position < end:
+                count = min(self._buffer_size, end - position)
+                if position + count >= end and self._expect is not None:
+                    self._check(await run(descriptor.fstat), "while it was uploaded")
+                with descriptor.lent() as fd:
+                    yield FileRegion(fd, position, count)
+                position += count
+        finally:
+            self._closed(descriptor)
 
 
 class BytesSource:
@@ -474,12 +520,26 @@ class CountingSource:
                 raise failure from exc
             raise
 
-    async def open(self) -> AsyncIterator[bytes]:
+    @property
+    def sends_regions(self) -> bool:
+        return bool(getattr(self._inner, "sends_regions", False))
+
+    def open(self) -> AsyncIterator[bytes]:
+        return self._counted(self._inner.open())
+
+    def open_regions(self) -> AsyncGenerator[FileRegion, None]:
+        """The inner source's regions (only when ``sends_regions``), counted as ``open()``'s chunks."""
+        inner: Any = self._inner
+        regions: AsyncIterator[FileRegion] = inner.open_regions()
+        return self._counted(regions)
+
+    async def _counted(self, chunks: AsyncIterator[_Piece]) -> AsyncGenerator[_Piece, None]:
+        """One attempt over ``chunks`` (the inner source's, just opened): counted, re-arming the
+        stall deadline, its failure remembered, stopping when a later attempt starts."""
         self._generation += 1
         generation = self._generation
         self.attempt_bytes = 0
         self.failure = None
-        chunks = self._inner.open()
         try:
             async for chunk in chunks:
                 if generation != self._generation:

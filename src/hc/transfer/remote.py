@@ -45,6 +45,7 @@ __all__ = [
     "FileEntry",
     "FileLocation",
     "FileRef",
+    "FileRegion",
     "ReadStream",
     "Remote",
     "RemoteCapabilities",
@@ -128,11 +129,28 @@ class ReadStream(Protocol):
 
 class ByteSource(Protocol):
     """A re-openable body: every ``open()`` returns a fresh iterator over the same ``size`` bytes,
-    so a request can be replayed (a retry, a redirect) without holding the bytes in memory."""
+    so a request can be replayed (a retry, a redirect) without holding the bytes in memory.
+
+    A source read from a file may also say ``sends_regions`` and offer ``open_regions()``: the same
+    bytes as ``FileRegion``s of an open file, which an HTTP remote sends with ``sendfile`` (the
+    bytes never pass through Python). A source without them is sent from ``open()``."""
 
     @property
     def size(self) -> int: ...
     def open(self) -> AsyncIterator[bytes]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FileRegion:
+    """``count`` bytes of the open file ``fd`` from ``offset``. The descriptor stays open until the
+    source is asked for the next region (or the iteration ends)."""
+
+    fd: int
+    offset: int
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
 
 
 class Remote(Protocol):
