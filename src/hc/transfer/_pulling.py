@@ -12,6 +12,7 @@ import os
 import stat
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -37,6 +38,7 @@ from hc.transfer._engine import (
     wanted_algorithms,
 )
 from hc.transfer._files import hash_path, write_at
+from hc.transfer._writebehind import write_behind
 from hc.transfer.batchwrite import BatchWriter, OnWritten
 from hc.transfer.coordinator import TransferCoordinator
 from hc.transfer.journal import JournalEntry
@@ -674,6 +676,20 @@ class PullSide(EngineCore):
                 job.journal.flush()
                 recorded = position
 
+        write_batch = partial(_write_range_batch, fd, hasher=hasher)
+        made_progress = False  # in this attempt
+
+        async def wrote(size: int) -> None:
+            """A batch is in the file (``write_behind``): only now does it count as written."""
+            nonlocal position, made_progress
+            position += size
+            tracker.add(size)
+            if written is not None:
+                written[index] = position
+            made_progress = True
+            if position - recorded >= record_every:
+                await record()
+
         try:
             while position < whole.end:
                 made_progress = False
@@ -695,54 +711,44 @@ class PullSide(EngineCore):
                             raise IntegrityError(
                                 f"{relpath}: asked for bytes from {position}, got from {stream.start}"
                             )
-                        # Chunks are gathered in a list and written with one pwritev per batch: no
-                        # copy into a staging buffer, one thread hop per batch.
+                        # Chunks are gathered in a list and written with one pwritev per batch (no
+                        # copy into a staging buffer, one thread hop per batch), behind the receive.
                         pending: list[bytes] = []
                         pending_size = 0
+                        received = position  # the next byte to receive; ``position``: to be written
                         chunks = aiter(stream)
                         # One stall watchdog for the stream, pushed back as bytes arrive (a cancel
                         # scope per chunk cost more than the chunk's bytes).
                         armed = anyio.current_time()
-                        with anyio.CancelScope(deadline=armed + config.stall_timeout) as watchdog:
-                            while position + pending_size < whole.end:
-                                chunk = await anext(chunks, None)
-                                if chunk is None:
-                                    break
-                                now = anyio.current_time()
-                                if now - armed > config.stall_timeout / 8:
-                                    armed, watchdog.deadline = now, now + config.stall_timeout
-                                if skip:  # the server ignored Range: drop what we already have
-                                    dropped = min(skip, len(chunk))
-                                    chunk, skip = chunk[dropped:], skip - dropped
-                                room = whole.end - position - pending_size
-                                if len(chunk) > room:
-                                    chunk = chunk[:room]
-                                if not chunk:
-                                    continue
-                                pending.append(chunk)
-                                pending_size += len(chunk)
-                                if pending_size >= batch or position + pending_size >= whole.end:
-                                    await anyio.to_thread.run_sync(
-                                        _write_range_batch, fd, pending, position, hasher
-                                    )
-                                    position += pending_size
-                                    tracker.add(pending_size)
-                                    pending, pending_size = [], 0
-                                    if written is not None:
-                                        written[index] = position
-                                    made_progress = True
-                                    if position - recorded >= record_every:
-                                        await record()
-                        if watchdog.cancelled_caught:
-                            raise TimeoutError(
-                                f"{relpath}: no data for {config.stall_timeout:g} s (at byte {position})"
-                            )
-                        if pending:
-                            await anyio.to_thread.run_sync(_write_range_batch, fd, pending, position, hasher)
-                            position += pending_size
-                            tracker.add(pending_size)
-                            if written is not None:
-                                written[index] = position
+                        async with write_behind(write_batch, wrote) as writes:
+                            with anyio.CancelScope(deadline=armed + config.stall_timeout) as watchdog:
+                                while received + pending_size < whole.end:
+                                    chunk = await anext(chunks, None)
+                                    if chunk is None:
+                                        break
+                                    now = anyio.current_time()
+                                    if now - armed > config.stall_timeout / 8:
+                                        armed, watchdog.deadline = now, now + config.stall_timeout
+                                    if skip:  # the server ignored Range: drop what we already have
+                                        dropped = min(skip, len(chunk))
+                                        chunk, skip = chunk[dropped:], skip - dropped
+                                    room = whole.end - received - pending_size
+                                    if len(chunk) > room:
+                                        chunk = chunk[:room]
+                                    if not chunk:
+                                        continue
+                                    pending.append(chunk)
+                                    pending_size += len(chunk)
+                                    if pending_size >= batch:
+                                        await writes.send((pending, received))
+                                        received += pending_size
+                                        pending, pending_size = [], 0
+                            if pending:
+                                await writes.send((pending, received))
+                            if watchdog.cancelled_caught:
+                                raise TimeoutError(
+                                    f"{relpath}: no data for {config.stall_timeout:g} s (at byte {received})"
+                                )
                     if position < whole.end:
                         raise TransientError(
                             f"{relpath}: the download ended early at byte {position} of {whole.end}"
