@@ -8,7 +8,6 @@ early writeback). The server's blob store and the client's downloads share them.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 from collections.abc import Callable
@@ -21,7 +20,9 @@ def _libc_function(name: str) -> Any | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # The running program's own symbols, libc's among them (dlopen(NULL)): no
+        # ctypes.util.find_library, which runs /sbin/ldconfig in a subprocess on every start.
+        libc = ctypes.CDLL(None, use_errno=True)
         return getattr(libc, name)
     except (OSError, AttributeError):
         return None
