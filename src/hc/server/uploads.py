@@ -5,8 +5,10 @@ The wire protocol is described in ``hc.protocol.uploads``; this module is what s
 - A session is a row in SQLite (``upload_sessions``: target path, size, declared sha256, received
   ranges, expiry) plus a file ``uploads/<id>.data`` preallocated to the full size at ``POST`` (a
   full disk is reported then, not half-way). Parts are streamed in ≥ 1 MiB batches and written in
-  place with ``pwritev`` on worker threads; a part's range is added to the row only after all its
-  bytes are in the file, so a server restart keeps exactly the acknowledged parts.
+  place with ``pwritev`` on worker threads; a part's range is added to the row only after its
+  bytes are in the file, so a server restart keeps exactly the acknowledged parts. A part whose
+  body breaks off (the client was killed, the connection cut) records the bytes that reached the
+  file before the break: a resumed upload sends only the rest, not the whole part again.
 - The first copy of a byte wins. A part writes only the bytes that are not received yet (its
   *fresh* ranges, decided before any I/O), and records only those. Re-sends are therefore
   idempotent, and bytes already hashed can never change. A part whose range overlaps a part still
@@ -134,6 +136,13 @@ class _Live:
             del self.owners[rng]
         released, self.released = self.released, asyncio.Event()
         released.set()
+
+
+@dataclass
+class _Landed:
+    """How far a part's bytes are in the session file (its first byte's offset until a batch is)."""
+
+    end: int
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -386,7 +395,9 @@ class UploadSessions:
         body: AsyncIterator[bytes],
         alive: Callable[[], bool] = _always_alive,
     ) -> UploadRow:
-        """Store one part. Nothing of it is recorded unless every byte of its range arrived.
+        """Store one part. A part whose body breaks off (the client died, the connection was cut)
+        keeps the bytes that reached the file before the break: they are recorded, and a resumed
+        upload sends only the rest. A malformed part (longer than its range) records nothing.
         ``alive`` says whether the part's connection is still open (see the wait for claims)."""
         row = await self.load(registry, upload_id)
         part = parse_part_content_range(content_range, row.size)
@@ -423,6 +434,8 @@ class UploadSessions:
         live.claim(fresh, _Owner(asyncio.current_task(), alive))
         owns_hash = False
         snapshot = None
+        landed = _Landed(part.start)
+        streamed = False
         try:
             if fresh and fresh[0][0] == live.hashed and not live.hash_lock.locked():
                 await live.hash_lock.acquire()
@@ -431,7 +444,8 @@ class UploadSessions:
                     live.hash_lock.release()
             hashing = fresh[0] if owns_hash else (0, 0)
             snapshot = live.hashers.copy() if owns_hash else None
-            await self._stream_part(live, row.id, part.start, part.length, body, fresh, hashing)
+            await self._stream_part(live, row.id, part.start, part.length, body, fresh, hashing, landed)
+            streamed = True
             if fresh:
                 updated = await self._db.run(
                     Catalog.record_upload_ranges, row.id, fresh, now_ms() + self.ttl_ms
@@ -441,9 +455,13 @@ class UploadSessions:
                 row = updated
             if owns_hash:
                 live.hashed = hashing[1]
-        except BaseException:
+        except BaseException as exc:
             if snapshot is not None:
-                live.hashers = snapshot  # the part is not recorded: neither are its bytes hashed
+                # The part is not recorded whole: its bytes are not hashed here (what of them is
+                # kept below is hashed from the file, like any part that arrived ahead).
+                live.hashers = snapshot
+            if not streamed and isinstance(exc, Exception) and not isinstance(exc, UsageError):
+                await self._keep_landed(row, live, fresh, landed.end)
             raise
         finally:
             live.release(fresh)
@@ -452,6 +470,19 @@ class UploadSessions:
         live.offset = max(live.offset, contiguous_offset(row.received))
         self._kick_catch_up(row.id, live)
         return row
+
+    async def _keep_landed(self, row: UploadRow, live: _Live, fresh: Sequence[Range], end: int) -> None:
+        """Record the fresh bytes of a broken part that are in the file (those before ``end``)."""
+        kept = [(lo, min(hi, end)) for lo, hi in fresh if lo < end]
+        if not kept:
+            return
+        try:
+            updated = await self._db.run(Catalog.record_upload_ranges, row.id, kept, now_ms() + self.ttl_ms)
+        except Exception as exc:  # the part's own failure is what the client must hear about
+            log.debug("keeping %d bytes of a broken part of upload %s failed: %s", end, row.id, exc)
+            return
+        if updated is not None:
+            live.offset = max(live.offset, contiguous_offset(updated.received))
 
     async def _stream_part(
         self,
@@ -462,9 +493,11 @@ class UploadSessions:
         body: AsyncIterator[bytes],
         fresh: Sequence[Range],
         hashing: Range,
+        landed: _Landed,
     ) -> None:
         """Read the body in batches; write its fresh bytes in place and feed the bytes of
-        ``hashing`` to the hashers, each batch on worker threads while the next one arrives."""
+        ``hashing`` to the hashers, each batch on worker threads while the next one arrives.
+        ``landed.end`` follows the end of the bytes written, also when the body breaks off."""
         fd = await self._run(os.open, self.data_path(upload_id), os.O_WRONLY | os.O_CLOEXEC)
         loop = asyncio.get_running_loop()
         pending: list[asyncio.Future[Any]] = []
@@ -479,6 +512,7 @@ class UploadSessions:
                 if pending:
                     done, pending = pending, []
                     await asyncio.gather(*done)
+                    landed.end = position  # every batch handed out so far is written
                 if not batch:
                     return
                 chunks, batch, batch_size = batch, [], 0
@@ -488,25 +522,33 @@ class UploadSessions:
                 if lo < hi:
                     pending += live.hashers.submit(self._executor, _views(chunks, offset, lo, hi))
 
-            async for chunk in body:
-                if not chunk:
-                    continue
-                received += len(chunk)
-                if received > length:
-                    raise UsageError(f"the part's body is longer than its {length}-byte Content-Range")
-                batch.append(chunk)
-                batch_size += len(chunk)
-                if batch_size >= PART_BATCH:
-                    await flush()
-            if received < length:
-                raise IntegrityError(
-                    f"the part's body ended after {received} of {length} bytes; nothing of it was recorded"
-                )
+            try:
+                async for chunk in body:
+                    if not chunk:
+                        continue
+                    received += len(chunk)
+                    if received > length:
+                        raise UsageError(f"the part's body is longer than its {length}-byte Content-Range")
+                    batch.append(chunk)
+                    batch_size += len(chunk)
+                    if batch_size >= PART_BATCH:
+                        await flush()
+                if received < length:
+                    raise IntegrityError(
+                        f"the part's body ended after {received} of {length} bytes;"
+                        " the bytes before the break are kept"
+                    )
+            except Exception as exc:
+                if not isinstance(exc, UsageError):
+                    await flush()  # what arrived before the break is written too
+                raise
             await flush()
             await flush()  # waits for the last batch
         finally:
             if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+                outcomes = await asyncio.gather(*pending, return_exceptions=True)
+                if not any(isinstance(outcome, BaseException) for outcome in outcomes):
+                    landed.end = position
             await self._run(os.close, fd)
 
     # ------------------------------------------------------------------------------- hashing

@@ -72,7 +72,7 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
         async for chunk, _ in request.content.iter_chunks():  # no join of waiting buffers (files.py)
             yield chunk
     except (asyncio.IncompleteReadError, ClientPayloadError, HttpProcessingError, ConnectionError) as exc:
-        raise IntegrityError(f"the part's body ended early ({exc}); nothing of it was recorded") from exc
+        raise IntegrityError(f"the part's body ended early ({exc}); the bytes before it are kept") from exc
 
 
 @routes.patch(UPLOAD)
