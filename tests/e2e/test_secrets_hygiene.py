@@ -328,6 +328,33 @@ async def test_requests_go_through_the_environment_proxy(
     assert landing.proxy_authorizations == ["Basic " + base64.b64encode(b"puser:ppass").decode()]
 
 
+async def test_with_different_proxies_for_api_and_packages_each_request_takes_its_own(
+    recorder: tuple[str, Landing], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The API URL is loopback (never proxied) and the package URL a name only the proxy (the
+    # recording server again) can reach: one session, two proxy choices. ~/.netrc holds logins for
+    # both hosts; neither may travel (aiohttp's trust_env, used for this case before, sent them).
+    base, landing = recorder
+    for name in ("HTTPS_PROXY", "NO_PROXY", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", base.replace("http://", "http://puser:ppass@"))
+    monkeypatch.setenv("http_proxy", base.replace("http://", "http://puser:ppass@"))
+    netrc = tmp_path / "netrc"
+    netrc.write_text(
+        f"machine 127.0.0.1 login git password {URL_PASSWORD}\n"
+        f"machine pkg.invalid login git password {URL_PASSWORD}\n"
+    )
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    endpoint = Endpoint(api_url=base, pkg_url="http://pkg.invalid", account="acct1", token=PAT)
+    async with connect(endpoint) as client:
+        await client.list_registries_page()  # the API: straight to the server
+        await _head(HarnessRemote(client, "reg"))  # a package URL: through the proxy
+    assert landing.keys == [PAT, PAT]
+    assert landing.authorizations == [None, None]
+    assert landing.proxy_authorizations == [None, "Basic " + base64.b64encode(b"puser:ppass").decode()]
+
+
 @pytest.mark.parametrize(
     ("api", "advertised", "trusted"),
     [

@@ -230,6 +230,34 @@ def _no_basic_auth_deprecation() -> Iterator[None]:
         yield
 
 
+def _per_url_proxy_requests() -> type[aiohttp.ClientRequest]:
+    """A request class that sends each request (and each redirect hop) through the proxy the
+    environment names for its URL (``env_proxy``, asked once per origin): the per-request choice of
+    aiohttp's ``trust_env``, without its ``~/.netrc`` passwords."""
+    chosen: dict[tuple[str, str | None, int | None], EnvProxy | None] = {}
+
+    class PerUrlProxyRequest(aiohttp.ClientRequest):
+        def __init__(
+            self,
+            method: str,
+            url: URL,
+            *,
+            proxy: URL | None = None,
+            proxy_auth: aiohttp.BasicAuth | None = None,
+            **kwargs: Any,
+        ) -> None:
+            if proxy is None:
+                origin = (url.scheme, url.host, url.port)
+                if origin not in chosen:
+                    chosen[origin] = env_proxy(str(url.origin()))
+                choice = chosen[origin]
+                if choice is not None:
+                    proxy, proxy_auth = choice.url, choice.auth
+            super().__init__(method, url, proxy=proxy, proxy_auth=proxy_auth, **kwargs)
+
+    return PerUrlProxyRequest
+
+
 @asynccontextmanager
 async def open_session(
     *,
@@ -247,8 +275,8 @@ async def open_session(
     holds for a host as Basic auth to every request without one, so a user's git credentials for
     the registry host would travel with the API key, and a CI JWT (sent in ``Authorization``)
     would fail with aiohttp's "Cannot combine AUTHORIZATION header"; it also costs two thread
-    hops (netrc and proxy lookups) per request. Only when the URLs need different proxies (one
-    host in NO_PROXY) is ``trust_env`` used, so each request still gets its own proxy choice."""
+    hops (netrc and proxy lookups) per request. When the URLs need different proxies (one host in
+    NO_PROXY), each request picks its own by its URL (``_per_url_proxy_requests``)."""
     connector = aiohttp.TCPConnector(
         limit=limit,
         limit_per_host=limit_per_host,
@@ -263,7 +291,7 @@ async def open_session(
             connector=connector,
             timeout=timeout,
             headers={"User-Agent": USER_AGENT},
-            trust_env=mixed,
+            request_class=_per_url_proxy_requests() if mixed else aiohttp.ClientRequest,
             proxy=proxy.url if proxy is not None else None,
             proxy_auth=proxy.auth if proxy is not None else None,
             # The Harness API authenticates every request by header and sets no cookie hc needs;
