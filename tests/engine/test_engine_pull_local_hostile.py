@@ -141,6 +141,34 @@ async def test_a_directory_swapped_for_a_symlink_mid_job_receives_nothing_outsid
     assert list((dest / "d-moved").iterdir()) == []
 
 
+async def test_a_file_behind_a_directory_swapped_for_a_symlink_is_not_taken_as_already_there(
+    tmp_path: Path,
+) -> None:
+    """The skip check read an existing file by path: after the swap it hashed the file *outside*
+    the destination and, that one being identical, reported the item skipped, with nothing in the
+    destination. It now reads through a descriptor of the walked folder."""
+    remote = HookedRemote()
+    first = remote.add(PACKAGE, VERSION, "d/first.bin", payload(100))
+    second = remote.add(PACKAGE, VERSION, "d/second.bin", payload(SMALL, seed=2))
+    dest, outside = tmp_path / "dest", tmp_path / "victim"
+    (dest / "d").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "second.bin").write_bytes(payload(SMALL, seed=2))  # identical, but not ours
+    (dest / "d" / "second.bin").write_bytes(b"stale")  # so the engine looks at the name at all
+
+    def swap() -> None:
+        (dest / "d").rename(dest / "d-moved")
+        (dest / "d").symlink_to(outside, target_is_directory=True)
+
+    remote.before_read["d/first.bin"] = swap
+    manager = TransferManager(remote, fast_config(concurrency=1))
+    recorder = Recorder(manager.accounting)
+    await manager.pull([first, second], dest)
+    result = recorder.results["d/second.bin"]
+    assert result.status is Status.FAILED and "destination" in (result.error or ""), result
+    assert (outside / "second.bin").read_bytes() == payload(SMALL, seed=2)
+
+
 async def test_a_symlink_inside_the_destination_still_leads_to_a_folder_there(tmp_path: Path) -> None:
     # A link that stays inside the destination is the user's own layout: it is followed, as before.
     remote = HookedRemote()

@@ -31,6 +31,7 @@ __all__ = [
     "FileSource",
     "FileStamp",
     "fsync_directory",
+    "hash_descriptor",
     "hash_path",
     "read_and_hash",
     "write_at",
@@ -159,24 +160,12 @@ async def hash_path(
     sizes: list[int] = []
 
     async def hash_group(group: list[str]) -> None:
-        hashes = [hashlib.new(name) for name in group]
-        buffer = bytearray(buffer_size)
-        view = memoryview(buffer)
-        total = 0
-
-        def step(fd: int) -> int:
-            n = os.readv(fd, [buffer])
-            for h in hashes:
-                h.update(view[:n])
-            return n
-
         fd = await anyio.to_thread.run_sync(os.open, path, os.O_RDONLY | _O_BINARY | _O_CLOEXEC)
         try:
-            while n := await anyio.to_thread.run_sync(step, fd, limiter=limiter):
-                total += n
+            group_digests, total = await _hash_open_file(fd, group, buffer_size, limiter)
         finally:
             await anyio.to_thread.run_sync(os.close, fd)
-        digests.update((name, h.hexdigest()) for name, h in zip(group, hashes, strict=True))
+        digests.update(group_digests)
         sizes.append(total)
 
     if len(groups) == 1:
@@ -188,14 +177,56 @@ async def hash_path(
     after = await anyio.to_thread.run_sync(os.stat, path)
     if not _same_file(before, after) or any(size != before.st_size for size in sizes):
         raise IntegrityError(f"{path} changed while it was read")
-    checksums = Checksums(
-        size=before.st_size,
+    return _checksums(before.st_size, digests), before
+
+
+async def hash_descriptor(
+    fd: int,
+    name: str,
+    *,
+    buffer_size: int,
+    limiter: anyio.CapacityLimiter,
+    algorithms: Sequence[str] = ALGORITHMS,
+) -> tuple[Checksums, os.stat_result]:
+    """``hash_path`` for a file the caller opened (at offset 0), checked against its own
+    ``fstat`` before and after (``name`` is for the message)."""
+    wanted = list(dict.fromkeys([*algorithms, "sha256"]))
+    before = await anyio.to_thread.run_sync(os.fstat, fd)
+    digests, total = await _hash_open_file(fd, wanted, buffer_size, limiter)
+    after = await anyio.to_thread.run_sync(os.fstat, fd)
+    if FileStamp.of(before) != FileStamp.of(after) or total != before.st_size:
+        raise IntegrityError(f"{name} changed while it was read")
+    return _checksums(before.st_size, digests), before
+
+
+async def _hash_open_file(
+    fd: int, algorithms: Sequence[str], buffer_size: int, limiter: anyio.CapacityLimiter
+) -> tuple[dict[str, str], int]:
+    """The digests of what ``fd`` reads from its position to its end, and how many bytes that was."""
+    hashes = [hashlib.new(name) for name in algorithms]
+    buffer = bytearray(buffer_size)
+    view = memoryview(buffer)
+    total = 0
+
+    def step() -> int:
+        n = os.readv(fd, [buffer])
+        for h in hashes:
+            h.update(view[:n])
+        return n
+
+    while n := await anyio.to_thread.run_sync(step, limiter=limiter):
+        total += n
+    return {name: h.hexdigest() for name, h in zip(algorithms, hashes, strict=True)}, total
+
+
+def _checksums(size: int, digests: dict[str, str]) -> Checksums:
+    return Checksums(
+        size=size,
         sha256=digests["sha256"],
         md5=digests.get("md5"),
         sha1=digests.get("sha1"),
         sha512=digests.get("sha512"),
     )
-    return checksums, before
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from hc.transfer._engine import (
     verify_checksums,
     wanted_algorithms,
 )
-from hc.transfer._files import hash_path, write_at
+from hc.transfer._files import hash_descriptor, write_at
 from hc.transfer._writebehind import write_behind
 from hc.transfer.batchwrite import BatchWriter, OnWritten
 from hc.transfer.coordinator import TransferCoordinator
@@ -83,6 +83,25 @@ class _Destination:
     def open_folder(self, *, create: bool = False) -> int:
         return open_tree_directory(self.base, self.folders, create=create, name=str(self.final))
 
+    def open_final(self) -> int | None:
+        """The file at the final name, opened for reading in the directory it was found in (never
+        through a link at its name, never blocking on a FIFO there); None when what is there now
+        is not a regular file. For the skip check: reading by path could follow a directory
+        swapped for a link since the name was looked at, out of the destination."""
+        folder = self.open_folder()
+        try:
+            fd = os.open(self.final.name, _READ_FLAGS, dir_fd=folder)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENXIO, errno.ENOENT):
+                return None
+            raise located(exc, self.final.parent) from exc
+        finally:
+            os.close(folder)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return fd
+
     def remove_part(self) -> None:
         """Delete the ``.part`` (if it is still there) from the directory it was written in; when
         that directory is gone, or now a link out of the destination, there is nothing of ours."""
@@ -113,6 +132,10 @@ class _Destination:
         finally:
             os.close(folder)
 
+
+_READ_FLAGS: Final = (
+    os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+)
 
 #: The longest file name (in bytes) that common file systems accept.
 _NAME_MAX: Final = 255
@@ -277,8 +300,8 @@ class PullSide(EngineCore):
                         f"not a regular file ({_kind(where.final_stat)}) is in the way",
                         str(where.final),
                     )
-                local = await self._existing_checksums(where.final, where.final_stat, entry)
-                if compare(local, entry) is Verdict.IDENTICAL:
+                local = await self._existing_checksums(where, where.final_stat, entry)
+                if local is not None and compare(local, entry) is Verdict.IDENTICAL:
                     coordinator.finish(
                         Status.SKIPPED, action="identical", sha256=local.sha256, local_path=local_path
                     )
@@ -323,18 +346,28 @@ class PullSide(EngineCore):
         )
         await coordinator.fail(error, message=str(error), action="download")
 
-    async def _existing_checksums(self, path: Path, st: os.stat_result, entry: FileEntry) -> Checksums:
+    async def _existing_checksums(
+        self, where: _Destination, st: os.stat_result, entry: FileEntry
+    ) -> Checksums | None:
+        """The digests of the file already at the final name (the hash cache's, or read through a
+        descriptor of its directory); None when no regular file is there to compare any more."""
         algorithms = wanted_algorithms(entry)
-        cache, key = self._hash_cache, str(path)
+        cache, key = self._hash_cache, str(where.final)
         if cache is not None:
             cached = cache.get(
                 key, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, require=algorithms
             )
             if cached is not None:
                 return cached
-        checksums, st = await hash_path(
-            path, buffer_size=self._config.buffer_size, limiter=self._hashers, algorithms=algorithms
-        )
+        fd = await anyio.to_thread.run_sync(where.open_final)
+        if fd is None:
+            return None
+        try:
+            checksums, st = await hash_descriptor(
+                fd, key, buffer_size=self._config.buffer_size, limiter=self._hashers, algorithms=algorithms
+            )
+        finally:
+            await anyio.to_thread.run_sync(os.close, fd)
         if cache is not None and not self._config.dry_run:
             cache.put(key, mtime_ns=st.st_mtime_ns, inode=st.st_ino, checksums=checksums)
         return checksums
