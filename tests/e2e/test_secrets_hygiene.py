@@ -312,20 +312,29 @@ def test_the_environment_proxy_is_chosen_like_curl(monkeypatch: pytest.MonkeyPat
     assert env_proxy("https://app.harness.io") is None  # aiohttp cannot use an https proxy either
 
 
+#: what a proxy given as ``http://puser:ppass@…`` receives
+PROXY_AUTHORIZATION = "Basic " + base64.b64encode(b"puser:ppass").decode()
+
+
+def _http_proxy_is(base: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment names ``base`` (with the user ``puser:ppass``) as the only proxy, for http."""
+    for name in ("HTTPS_PROXY", "NO_PROXY", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", base.replace("http://", "http://puser:ppass@"))
+    monkeypatch.setenv("http_proxy", base.replace("http://", "http://puser:ppass@"))
+
+
 async def test_requests_go_through_the_environment_proxy(
     recorder: tuple[str, Landing], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The "proxy" is the recording server: a plain-http registry behind it needs no DNS.
     base, landing = recorder
-    for name in ("HTTPS_PROXY", "NO_PROXY", "https_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", base.replace("http://", "http://puser:ppass@"))
-    monkeypatch.setenv("http_proxy", base.replace("http://", "http://puser:ppass@"))
+    _http_proxy_is(base, monkeypatch)
     endpoint = _endpoint("http://registry.invalid", PAT)
     async with connect(endpoint) as client:
         await client.list_registries_page()
     assert landing.keys == [PAT]
-    assert landing.proxy_authorizations == ["Basic " + base64.b64encode(b"puser:ppass").decode()]
+    assert landing.proxy_authorizations == [PROXY_AUTHORIZATION]
 
 
 async def test_with_different_proxies_for_api_and_packages_each_request_takes_its_own(
@@ -335,10 +344,7 @@ async def test_with_different_proxies_for_api_and_packages_each_request_takes_it
     # recording server again) can reach: one session, two proxy choices. ~/.netrc holds logins for
     # both hosts; neither may travel (aiohttp's trust_env, used for this case before, sent them).
     base, landing = recorder
-    for name in ("HTTPS_PROXY", "NO_PROXY", "https_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", base.replace("http://", "http://puser:ppass@"))
-    monkeypatch.setenv("http_proxy", base.replace("http://", "http://puser:ppass@"))
+    _http_proxy_is(base, monkeypatch)
     netrc = tmp_path / "netrc"
     netrc.write_text(
         f"machine 127.0.0.1 login git password {URL_PASSWORD}\n"
@@ -352,7 +358,7 @@ async def test_with_different_proxies_for_api_and_packages_each_request_takes_it
         await _head(HarnessRemote(client, "reg"))  # a package URL: through the proxy
     assert landing.keys == [PAT, PAT]
     assert landing.authorizations == [None, None]
-    assert landing.proxy_authorizations == [None, "Basic " + base64.b64encode(b"puser:ppass").decode()]
+    assert landing.proxy_authorizations == [None, PROXY_AUTHORIZATION]
 
 
 @pytest.mark.parametrize(

@@ -111,13 +111,9 @@ async def test_a_fifo_at_a_final_name_is_refused_without_blocking(tmp_path: Path
     assert sorted(p.name for p in dest.iterdir()) == ["f.bin", "ok.bin"]
 
 
-@SIZES
-async def test_a_directory_swapped_for_a_symlink_mid_job_receives_nothing_outside(
-    tmp_path: Path, size: int
-) -> None:
-    """The engine checks a directory once (does it resolve inside the destination?) and used to
-    write by path afterwards: another user who swaps the directory for a link to a folder of the
-    victim's, after the check, had the download (and its ``.part``) written there."""
+def swapped_mid_job(tmp_path: Path, size: int) -> tuple[list[Any], Path, Path, TransferManager, Recorder]:
+    """``dest/d/first.bin`` and ``dest/d/second.bin`` to pull one at a time; when the first download
+    starts, another user moves ``dest/d`` away and puts a link to ``victim`` (outside) there."""
     remote = HookedRemote()
     first = remote.add(PACKAGE, VERSION, "d/first.bin", payload(100))
     second = remote.add(PACKAGE, VERSION, "d/second.bin", payload(size, seed=2))
@@ -131,8 +127,18 @@ async def test_a_directory_swapped_for_a_symlink_mid_job_receives_nothing_outsid
 
     remote.before_read["d/first.bin"] = swap
     manager = TransferManager(remote, fast_config(concurrency=1))
-    recorder = Recorder(manager.accounting)
-    summary = await manager.pull([first, second], dest)
+    return [first, second], dest, outside, manager, Recorder(manager.accounting)
+
+
+@SIZES
+async def test_a_directory_swapped_for_a_symlink_mid_job_receives_nothing_outside(
+    tmp_path: Path, size: int
+) -> None:
+    """The engine checks a directory once (does it resolve inside the destination?) and used to
+    write by path afterwards: another user who swaps the directory for a link to a folder of the
+    victim's, after the check, had the download (and its ``.part``) written there."""
+    entries, dest, outside, manager, recorder = swapped_mid_job(tmp_path, size)
+    summary = await manager.pull(entries, dest)
     assert list(outside.iterdir()) == []  # nothing written (or left) through the link
     assert summary.failed == 2
     for name in ("d/first.bin", "d/second.bin"):
@@ -147,23 +153,10 @@ async def test_a_file_behind_a_directory_swapped_for_a_symlink_is_not_taken_as_a
     """The skip check read an existing file by path: after the swap it hashed the file *outside*
     the destination and, that one being identical, reported the item skipped, with nothing in the
     destination. It now reads through a descriptor of the walked folder."""
-    remote = HookedRemote()
-    first = remote.add(PACKAGE, VERSION, "d/first.bin", payload(100))
-    second = remote.add(PACKAGE, VERSION, "d/second.bin", payload(SMALL, seed=2))
-    dest, outside = tmp_path / "dest", tmp_path / "victim"
-    (dest / "d").mkdir(parents=True)
-    outside.mkdir()
+    entries, dest, outside, manager, recorder = swapped_mid_job(tmp_path, SMALL)
     (outside / "second.bin").write_bytes(payload(SMALL, seed=2))  # identical, but not ours
     (dest / "d" / "second.bin").write_bytes(b"stale")  # so the engine looks at the name at all
-
-    def swap() -> None:
-        (dest / "d").rename(dest / "d-moved")
-        (dest / "d").symlink_to(outside, target_is_directory=True)
-
-    remote.before_read["d/first.bin"] = swap
-    manager = TransferManager(remote, fast_config(concurrency=1))
-    recorder = Recorder(manager.accounting)
-    await manager.pull([first, second], dest)
+    await manager.pull(entries, dest)
     result = recorder.results["d/second.bin"]
     assert result.status is Status.FAILED and "destination" in (result.error or ""), result
     assert (outside / "second.bin").read_bytes() == payload(SMALL, seed=2)

@@ -14,7 +14,7 @@ import hashlib
 import os
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -389,26 +389,24 @@ class FileSource:
     def _runner(self) -> Callable[..., Awaitable[Any]]:
         return _run_here if self._length <= self._loop_limit else anyio.to_thread.run_sync
 
-    def _new_descriptor(self) -> _Descriptor:
+    @asynccontextmanager
+    async def _attempt(self) -> AsyncIterator[tuple[_Descriptor, Callable[..., Awaitable[Any]]]]:
+        """One attempt's descriptor, opened and checked, and how to run its I/O (a worker thread,
+        or the loop for a file under ``loop_limit``)."""
+        run = self._runner()
         descriptor = _Descriptor()
         self._live.add(descriptor)
-        return descriptor
-
-    async def _open_checked(self, descriptor: _Descriptor, run: Callable[..., Awaitable[Any]]) -> None:
-        st = await run(descriptor.open, self._path)
-        self._check(st, "since it was hashed")
-
-    def _closed(self, descriptor: _Descriptor) -> None:
-        # Synchronously: an await here would fail in a cancelled task (and leak the descriptor);
-        # a thread still opening the file sees it closed and closes what it opened.
-        descriptor.close()
-        self._live.discard(descriptor)
+        try:
+            self._check(await run(descriptor.open, self._path), "since it was hashed")
+            yield descriptor, run
+        finally:
+            # Synchronously: an await here would fail in a cancelled task (and leak the
+            # descriptor); a thread still opening the file sees it closed and closes what it opened.
+            descriptor.close()
+            self._live.discard(descriptor)
 
     async def open(self) -> AsyncIterator[bytes]:
-        run = self._runner()
-        descriptor = self._new_descriptor()
-        try:
-            await self._open_checked(descriptor, run)
+        async with self._attempt() as (descriptor, run):
             position, end = self._offset, self._offset + self._length
             while position < end:
                 chunk = await run(descriptor.pread, min(self._buffer_size, end - position), position)
@@ -420,16 +418,11 @@ class FileSource:
                     # that changed while it was read.
                     self._check(await run(descriptor.fstat), "while it was uploaded")
                 yield chunk
-        finally:
-            self._closed(descriptor)
 
     async def open_regions(self) -> AsyncGenerator[FileRegion, None]:
         """The bytes of ``open()`` as regions of one open descriptor, ``buffer_size`` each, checked
         as ``open()`` checks them (the stamp before the last region goes)."""
-        run = self._runner()
-        descriptor = self._new_descriptor()
-        try:
-            await self._open_checked(descriptor, run)
+        async with self._attempt() as (descriptor, run):
             position, end = self._offset, self._offset + self._length
             while position < end:
                 count = min(self._buffer_size, end - position)
@@ -438,8 +431,6 @@ class FileSource:
                 with descriptor.lent() as fd:
                     yield FileRegion(fd, position, count)
                 position += count
-        finally:
-            self._closed(descriptor)
 
 
 class BytesSource:
