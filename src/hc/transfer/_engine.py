@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from hc.errors import HcError, IntegrityError, RetryKind, TransientError
 from hc.protocol.digest import ALGORITHMS, Checksums
@@ -220,16 +221,34 @@ class EngineCore:
         workers = config.concurrency + config.hash_threads
         self.accounting.start()
 
+        # The queue is used without a checkpoint when it can be: anyio's send() and receive() each
+        # yield to the loop first, two loop passes per item (in-process, a 4 KiB pull cost 184 µs
+        # of CPU per file with them, 142 µs without; a push 142 → 128). handle() yields anyway,
+        # except for items it settles at once (a skip from the hash cache); a worker that meets
+        # only those still yields when the queue runs dry, so at most ``backlog`` items go by
+        # between two turns of the loop (Ctrl-C, progress, the journal flush).
         async def feed() -> None:
             async with send:
                 async for item in as_async_iter(items):
                     path, size = describe(item)
                     self.accounting.queued(path, size)
-                    await send.send(item)
+                    try:
+                        send.send_nowait(item)
+                    except anyio.WouldBlock:
+                        await send.send(item)
 
-        async def work(stream: anyio.abc.ObjectReceiveStream[T]) -> None:
+        async def work(stream: MemoryObjectReceiveStream[T]) -> None:
             async with stream:
-                async for item in stream:
+                while True:
+                    try:
+                        item = stream.receive_nowait()
+                    except anyio.WouldBlock:
+                        try:
+                            item = await stream.receive()
+                        except anyio.EndOfStream:
+                            return
+                    except anyio.EndOfStream:
+                        return
                     await handle(job, item)
 
         async def flush_periodically() -> None:
