@@ -111,6 +111,28 @@ async def test_a_fifo_at_a_final_name_is_refused_without_blocking(tmp_path: Path
     assert sorted(p.name for p in dest.iterdir()) == ["f.bin", "ok.bin"]
 
 
+async def test_a_fifo_planted_mid_job_in_a_new_folder_is_replaced_without_blocking(tmp_path: Path) -> None:
+    # A folder empty (or absent) when the job first looks at it is not stat-ed again file by file;
+    # what someone plants there meanwhile is replaced by the rename, never opened.
+    remote = HookedRemote()
+    first = remote.add(PACKAGE, VERSION, "d/first.bin", payload(100))
+    second = remote.add(PACKAGE, VERSION, "d/second.bin", payload(SMALL, seed=2))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+
+    def plant() -> None:
+        (dest / "d").mkdir(exist_ok=True)
+        os.mkfifo(dest / "d" / "second.bin")
+
+    remote.before_read["d/first.bin"] = plant
+    with unblocking_fifo(dest / "d" / "second.bin", mode=os.O_WRONLY) as rescued:
+        summary = await TransferManager(remote, fast_config(concurrency=1)).pull([first, second], dest)
+    assert rescued == []
+    assert summary.succeeded == 2
+    assert (dest / "d" / "second.bin").read_bytes() == payload(SMALL, seed=2)
+    assert sorted(p.name for p in (dest / "d").iterdir()) == ["first.bin", "second.bin"]
+
+
 def swapped_mid_job(tmp_path: Path, size: int) -> tuple[list[Any], Path, Path, TransferManager, Recorder]:
     """``dest/d/first.bin`` and ``dest/d/second.bin`` to pull one at a time; when the first download
     starts, another user moves ``dest/d`` away and puts a link to ``victim`` (outside) there."""
