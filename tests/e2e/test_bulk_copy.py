@@ -192,3 +192,38 @@ def test_same_server_glob_copy_is_server_side(
     legacy = hc(*src.args(), "artifact", "copy", "src/tool/2.0", "copies")
     assert legacy.exit_code == 0, legacy
     assert "Successfully Copied package from  src/tool/2.0 to copies" in legacy.stdout
+
+
+def test_copy_of_bytes_that_miss_the_source_listing_stores_nothing(
+    hc: HcRunner, two_servers: tuple[LiveRegistry, LiveRegistry], tmp_path: Path
+) -> None:
+    """The source's blob rots on its disk (same size, other bytes) while its listing keeps the old
+    sha256. The destination is an hc registry, so the copy streams without hashing and leans on
+    the destination's own check: the rotten file must be refused, named, and never stored."""
+    src, dst = two_servers
+    _seed(hc, src, tmp_path)
+    rotten = hashlib.sha256(FILES["dir/b.bin"]).hexdigest()
+    (blob,) = (tmp_path / "src-store").rglob(rotten)
+    with blob.open("r+b") as f:
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    env = {"HC_TO_API_KEY": dst.token}
+    run = hc(
+        *src.args(),
+        "artifact",
+        "copy",
+        "src/app/1.0",
+        "dest",
+        "--to-api-url",
+        dst.url,
+        "--create-registry",
+        env=env,
+    )
+    assert run.exit_code == 1, run
+    assert "dir/b.bin: the bytes read from the source do not match its listed sha256" in run.stderr, run
+    assert "Traceback" not in run.stderr
+    copied = _files(hc, dst, "dest", "app", "1.0")
+    assert "dir/b.bin" not in copied
+    assert copied == {k: v for k, v in _expected().items() if k != "dir/b.bin"}

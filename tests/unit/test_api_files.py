@@ -146,6 +146,10 @@ def test_features_come_from_the_hc_block_of_system_info() -> None:
     hc_server = features_from_system_info({"hc": {"uploadSessions": False, "rangeRequests": True}})
     assert hc_server.hc_server and hc_server.ranged_reads and not hc_server.upload_sessions
     assert not features_from_system_info({"hc": {"rangeRequests": False}}).ranged_reads
+    # trusting a destination's own digest check is opt-in: only an explicit true counts
+    assert not hc_server.verifies_checksums
+    assert not features_from_system_info({"hc": {"verifiesChecksums": "yes"}}).verifies_checksums
+    assert features_from_system_info({"hc": {"verifiesChecksums": True}}).verifies_checksums
 
 
 # -- uploads -----------------------------------------------------------------------------------------

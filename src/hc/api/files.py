@@ -95,6 +95,8 @@ class RemoteFeatures:
     hc_server: bool = False
     #: digests an upload carries: all four for Harness (as the Go CLI), sha256 for an hc registry
     checksum_algorithms: tuple[str, ...] = ALGORITHMS
+    #: an upload whose bytes miss its declared digests is refused, nothing stored (``verifiesChecksums``)
+    verifies_checksums: bool = False
 
 
 def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
@@ -113,6 +115,7 @@ def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
         hc_server=True,
         # An hc registry hashes md5/sha1/sha512 itself while storing; sha256 is what it verifies.
         checksum_algorithms=("sha256",),
+        verifies_checksums=block.get("verifiesChecksums") is True,
     )
 
 

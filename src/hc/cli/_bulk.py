@@ -517,7 +517,9 @@ async def copy_versions(
                     unsubscribe()
                 report.extra[target.key] = counts.as_json()
                 if counts.failed:
-                    raise HcError(f"{counts.failed} of {counts.total} files failed")
+                    raise HcError(
+                        f"{counts.failed} of {counts.total} files failed; first: {counts.first_error}"
+                    )
                 if not options.dry_run:
                     await carry_metadata(target)
                 return BulkOutcome(changed=counts.done > 0, action="stream-copy")
@@ -556,6 +558,8 @@ class _Counts:
     failed: int = 0
     planned: int = 0
     bytes: int = 0
+    #: the first failed file and why (a version's summary line names one, the others are in --results)
+    first_error: str = ""
 
     @property
     def total(self) -> int:
@@ -575,6 +579,8 @@ class _Counts:
                 self.planned += 1
             elif result.status in (Status.FAILED, Status.CANCELLED):
                 self.failed += 1
+                if not self.first_error:
+                    self.first_error = result.error or f"{result.path}: {result.status.value}"
 
         return on_event
 

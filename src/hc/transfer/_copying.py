@@ -1,5 +1,9 @@
 """Copy, item by item, registry to registry: the source's bytes streamed into the destination's
-upload (no local disk), hashed on the way through and checked before the last chunk goes.
+upload (no local disk). The upload declares the source listing's digests, so the check that the
+bytes match them is end to end wherever it runs: the stream is hashed on the way through and
+checked before the last chunk goes, unless the destination refuses a mismatch itself
+(``verifies_checksums``, an hc registry), where hashing it twice would only cost the client a CPU
+second per GiB.
 """
 
 from __future__ import annotations
@@ -78,13 +82,14 @@ class _StreamedSource:
     """A ``ByteSource`` whose bytes are a download from the source registry: every ``open()`` is a
     new GET, read chunk by chunk as the upload consumes it (no disk, one chunk in memory).
 
-    The bytes are hashed on the way through and checked against the source listing *before the
-    last chunk is handed over*, so a corrupt stream makes the upload fail short instead of
-    completing with wrong content. ``failure`` keeps the error raised inside the body, because an
-    HTTP client may report it as a broken request instead.
+    With ``verify``, the bytes are hashed on the way through and checked against the source
+    listing *before the last chunk is handed over*, so a corrupt stream makes the upload fail short
+    instead of completing with wrong content. Without it only the byte count is checked (the
+    destination checks the digests). ``failure`` keeps the error raised inside the body, because
+    an HTTP client may report it as a broken request instead.
     """
 
-    __slots__ = ("_hashers", "_remote", "_stall", "entry", "failure", "label")
+    __slots__ = ("_hashers", "_remote", "_stall", "_verify", "entry", "failure", "label")
 
     def __init__(
         self,
@@ -94,12 +99,14 @@ class _StreamedSource:
         label: str,
         stall_timeout: float,
         hashers: anyio.CapacityLimiter,
+        verify: bool = True,
     ) -> None:
         self._remote = remote
         self.entry = entry
         self.label = label
         self._stall = stall_timeout
         self._hashers = hashers
+        self._verify = verify
         self.failure: BaseException | None = None
 
     @property
@@ -117,8 +124,7 @@ class _StreamedSource:
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         entry, size = self.entry, self.entry.size
-        algorithms = wanted_algorithms(entry)
-        hasher = MultiHasher(algorithms)
+        hasher = MultiHasher(wanted_algorithms(entry)) if self._verify else None
         received = 0
         async with self._remote.open_read(entry) as stream:
             if stream.total_size is not None and stream.total_size != size:
@@ -134,18 +140,19 @@ class _StreamedSource:
                 received += len(chunk)
                 if received > size:
                     raise IntegrityError(f"{self.label}: the source sent more than the {size} bytes listed")
-                if len(chunk) >= THREAD_HASH_MIN:
-                    await anyio.to_thread.run_sync(hasher.update, chunk, limiter=self._hashers)
-                else:
-                    hasher.update(chunk)
-                if received == size:
-                    verify_checksums(self.label, entry, hasher.result())
+                if hasher is not None:
+                    if len(chunk) >= THREAD_HASH_MIN:
+                        await anyio.to_thread.run_sync(hasher.update, chunk, limiter=self._hashers)
+                    else:
+                        hasher.update(chunk)
+                    if received == size:
+                        verify_checksums(self.label, entry, hasher.result())
                 yield chunk
         if received < size:
             raise TransientError(
                 f"{self.label}: the source download ended early at byte {received} of {size}"
             )
-        if size == 0:
+        if size == 0 and hasher is not None:
             verify_checksums(self.label, entry, hasher.result())
 
 
@@ -279,8 +286,14 @@ class CopySide(EngineCore):
         """One streamed GET → PUT (with request-level retries, each a fresh GET)."""
         checksums = _source_checksums(entry)
         assert checksums is not None
+        verify = not self._remote.capabilities.verifies_checksums
         streamed = _StreamedSource(
-            source, entry, label=label, stall_timeout=self._config.stall_timeout, hashers=self._hashers
+            source,
+            entry,
+            label=label,
+            stall_timeout=self._config.stall_timeout,
+            hashers=self._hashers,
+            verify=verify,
         )
         counted = CountingSource(streamed, tracker.add)
 
@@ -295,6 +308,12 @@ class CopySide(EngineCore):
                 failure = streamed.failure
                 if failure is not None and failure is not exc:
                     raise failure from exc
+                if failure is None and not verify and isinstance(exc, IntegrityError):
+                    # The destination's own check refused what the source sent.
+                    raise IntegrityError(
+                        f"{label}: the bytes read from the source do not match its listed sha256 "
+                        f"{checksums.sha256}; the destination refused them and stored nothing"
+                    ) from exc
                 raise
 
         await self._call(coordinator, put, on_rewind=lambda: tracker.add(-counted.take_attempt_bytes()))

@@ -109,6 +109,14 @@ class RemoteCapabilities(Protocol):
         client most of its hashing CPU."""
         ...
 
+    @property
+    def verifies_checksums(self) -> bool:
+        """An upload whose bytes do not match the digests it declares is refused with nothing
+        stored (an hc registry; Harness does not say). A copy to such a server need not hash the
+        stream itself: the declared digests are the source's, so the destination's check is the
+        end-to-end one."""
+        ...
+
 
 class ReadStream(Protocol):
     """An open download body. Iterating yields the bytes in order, in chunks of any size.
@@ -263,3 +271,4 @@ class Capabilities:
     max_part_size: int | None = None
     digest_at_commit: bool = False
     checksum_algorithms: tuple[str, ...] = ALGORITHMS
+    verifies_checksums: bool = False

@@ -312,6 +312,9 @@ async def system_info(request: web.Request) -> web.Response:
                 **c.state(request).uploads.capabilities().to_json(),
                 "overwrite": ["query:overwrite=true", "header:X-Hc-Overwrite"],
                 "checksumHeaders": list(CHECKSUM_HEADERS.values()),
+                # every upload is hashed while stored and refused (CHECKSUM_MISMATCH, nothing
+                # stored) when it misses a declared digest: copies lean on it (hc.api.files)
+                "verifiesChecksums": True,
                 "rangeRequests": True,
                 "copySharesBlobs": True,
             },
