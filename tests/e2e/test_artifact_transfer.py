@@ -296,3 +296,43 @@ def test_an_unknown_registry_is_one_clear_error(hc: HcRunner, tmp_path: Path) ->
     src.write_text("x")
     pushed = hc("art", "push", "generic", "nope", str(src), "--name", "p")
     assert (pushed.exit_code, lines(pushed.stderr)[-1]) == (1, "error: registry 'nope' not found")
+
+
+def test_small_files_come_in_batches_each_still_verified(
+    hc: HcRunner, live: LiveRegistry, tmp_path: Path
+) -> None:
+    """An hc registry answers many small files to a request (hc.protocol.batchread): a pull of 60
+    small files needs a handful of requests, not 60 GETs, and a file whose stored bytes rotted is
+    still caught by its own sha256 and never written."""
+    src = tmp_path / "src"
+    files = {f"d{i % 3}/f{i:02d}.bin": hashlib.sha256(str(i).encode()).digest() * (i + 1) for i in range(60)}
+    files["rotten.bin"] = bytes(range(256)) * 400  # 100 KiB: kept as a blob file, not in the database
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    assert hc(*live.args(), "-q", "registry", "create", "gen", "--package-type", "GENERIC").exit_code == 0
+    pushed = hc(
+        *live.args(), "-q", "artifact", "push", "generic", "gen", str(src), "--name", "p", "--version", "1"
+    )
+    assert pushed.exit_code == 0, pushed
+
+    out = tmp_path / "out"
+    gets, posts = live.count("GET"), live.count("POST")
+    pulled = hc(*live.args(), "artifact", "pull", "generic", "gen", "p/1", str(out))
+    assert pulled.exit_code == 0, pulled
+    got = {p.relative_to(out / "src").as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert got == files
+    assert live.count("GET") == gets  # not one file by GET
+    assert 1 <= live.count("POST") - posts <= 8
+
+    (blob,) = (tmp_path / "live-data").rglob(hashlib.sha256(files["rotten.bin"]).hexdigest())
+    with blob.open("r+b") as f:
+        f.seek(5000)
+        f.write(b"\x00\x01\x02")
+    again = tmp_path / "again"
+    pulled = hc(*live.args(), "artifact", "pull", "generic", "gen", "p/1", str(again))
+    assert pulled.exit_code == 1, pulled
+    assert "rotten.bin" in pulled.stderr and "sha256 mismatch" in pulled.stderr, pulled.stderr
+    assert not (again / "src" / "rotten.bin").exists()
+    assert len([p for p in again.rglob("*") if p.is_file()]) == 60
+    assert no_part_files(again)

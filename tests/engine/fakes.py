@@ -274,6 +274,14 @@ class FakeRemote:
                 start, end = 0, size
             yield _Stream(start, size, stored.checksums.sha256, self._body(stored.data, start, end, fault))
 
+    async def read_whole(self, location: FileLocation, *, stall_timeout: float) -> bytes:
+        """A batch read of one file (only called when ``batch_read_max_size`` allows): the same
+        faults as a GET, counted under ``read_whole``."""
+        with anyio.fail_after(stall_timeout):
+            async with self.open_read(location) as stream:
+                self.calls["read_whole"] += 1
+                return b"".join([chunk async for chunk in stream])
+
     async def _body(self, data: bytes, start: int, end: int, fault: Fault | None) -> AsyncIterator[bytes]:
         body = bytearray(data[start:end])
         if fault is Fault.BITFLIP and body:

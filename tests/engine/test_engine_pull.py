@@ -58,6 +58,35 @@ async def test_bulk_pull_with_faults_ends_with_every_byte_identical(tmp_path: Pa
     assert remote.max_in_flight <= manager.config.concurrency
 
 
+async def test_small_files_read_in_batches_survive_the_same_faults(tmp_path: Path) -> None:
+    """A registry with batch reads (hc.protocol.batchread): small files come by ``read_whole``,
+    still verified one by one, retried one by one; large ones still by ranged GETs."""
+    payloads = make_payloads(small=300, big_sizes=(700 * KiB,))
+    remote = FakeRemote(
+        faults=Faults(seed=5).at_rate("open_read", 0.12, ALL_DOWNLOAD_FAULTS),
+        capabilities=Capabilities(batch_read_max_size=64 * KiB),
+    )
+    entries = seeded(remote, payloads)
+    manager = TransferManager(remote, fast_config())
+
+    summary = await manager.pull(entries, tmp_path / "out")
+
+    assert summary.succeeded == len(payloads) and summary.failed == 0
+    assert read_tree(tmp_path / "out") == payloads
+    assert leftovers(tmp_path / "out") == []
+    assert remote.faults.injected[Fault.BITFLIP] > 0
+    small = sum(1 for data in payloads.values() if len(data) <= 64 * KiB)
+    assert remote.calls["read_whole"] >= small > 0
+    assert summary.bytes == sum(len(d) for d in payloads.values())
+
+
+async def test_without_batch_reads_even_an_empty_file_is_a_plain_get(tmp_path: Path) -> None:
+    remote = FakeRemote()  # batch_read_max_size 0: not even a 0-byte file may take that way
+    await TransferManager(remote, fast_config()).pull(seeded(remote, {"empty": b"", "a": b"a"}), tmp_path)
+    assert remote.calls["read_whole"] == 0 and remote.calls["open_read"] == 2
+    assert read_tree(tmp_path) == {"empty": b"", "a": b"a"}
+
+
 async def test_large_files_are_fetched_as_parallel_ranges(tmp_path: Path) -> None:
     # Pieces of chunk_size (256 KiB here), in file order, by at most `split` streams at once.
     payloads = {"big.bin": anyio_random_bytes(4 * MiB)}

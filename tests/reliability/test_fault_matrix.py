@@ -389,7 +389,8 @@ def test_push_and_pull_survive_every_request_failing_once(
     assert pull.code == 0, pull
     assert read_tree(tmp_path / "dest") == tree
     assert listing_triples(list_files(sandbox, registry, "gen", "pkg", "1")) == expected_listing(tree)
-    assert proxy.stats.injected[fault] >= len(tree) * 2
+    # a request per file for the push; the pull asks for the small files in a few batch reads
+    assert proxy.stats.injected[fault] >= len(tree) + 2
 
 
 # -- 100 % ---------------------------------------------------------------------------------------------

@@ -42,8 +42,10 @@ from yarl import URL
 from hc.api._filebody import RegionSource, SendfileBody, sends_regions
 from hc.api._http import keep_credentials_home, map_http_errors, pkg_headers, raise_for_status, server_message
 from hc.api.artifacts import ArtifactClient
+from hc.api.batchread import BatchReader
 from hc.api.client import RegistryClient
 from hc.errors import IntegrityError, NotFound, RemoteError, UsageError
+from hc.protocol.batchread import BatchReadLimits
 from hc.protocol.digest import ALGORITHMS, Checksums
 from hc.protocol.files import FileLocation, FileRecord
 from hc.protocol.models import FileV3
@@ -97,6 +99,9 @@ class RemoteFeatures:
     checksum_algorithms: tuple[str, ...] = ALGORITHMS
     #: an upload whose bytes miss its declared digests is refused, nothing stored (``verifiesChecksums``)
     verifies_checksums: bool = False
+    #: batch reads (``hc.protocol.batchread``): files up to this size, this many to a request
+    batch_read_max_size: int = 0
+    batch_read_max_files: int = 0
 
 
 def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
@@ -105,6 +110,7 @@ def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
     if not isinstance(block, Mapping):
         return RemoteFeatures()
     sessions = UploadCapabilities.from_json(block)
+    batch_reads = BatchReadLimits.from_json(block)
     return RemoteFeatures(
         upload_sessions=sessions.upload_sessions,
         parallel_parts=sessions.parallel_parts,
@@ -116,6 +122,8 @@ def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
         # An hc registry hashes md5/sha1/sha512 itself while storing; sha256 is what it verifies.
         checksum_algorithms=("sha256",),
         verifies_checksums=block.get("verifiesChecksums") is True,
+        batch_read_max_size=batch_reads.max_file_size,
+        batch_read_max_files=batch_reads.max_files,
     )
 
 
@@ -187,6 +195,7 @@ class HarnessRemote:
         self._package_ids: dict[str, str] = {}
         self._version_ids: dict[tuple[str, str], str] = {}
         self._url_prefixes: dict[tuple[str, str], str] = {}
+        self._batch_reader: BatchReader | None = None
 
     @classmethod
     async def open(cls, client: RegistryClient, registry: str) -> HarnessRemote:
@@ -350,6 +359,28 @@ class HarnessRemote:
                 if response.status == 206:
                     start, total = _content_range(response.headers.get("Content-Range"), location.path)
                 yield _Download(response, url=url, start=start, total_size=total)
+
+    async def read_whole(self, location: FileLocation, *, stall_timeout: float) -> bytes:
+        """One small file, fetched in a batch with the others being read meanwhile (only when the
+        server advertises batch reads: ``capabilities.batch_read_max_size``)."""
+        reader = self._batch_reader
+        if reader is None:
+            url = self._endpoint.pkg_url + PkgPaths.batch_read.format(
+                account=path_escape(self._endpoint.account), registry=path_escape(self.registry)
+            )
+            reader = BatchReader(
+                self._session,
+                url,
+                self._headers,
+                max_files=self._features.batch_read_max_files,
+                stall_timeout=stall_timeout,
+            )
+            self._batch_reader = reader
+        return await reader.read(self._filepath(location))
+
+    def _filepath(self, location: FileLocation) -> str:
+        """The file as the files endpoint's path names it (unescaped)."""
+        return f"{location.package}/{location.version}/{location.path}"
 
     async def put_file(
         self, location: FileLocation, source: _Source, *, checksums: Checksums, overwrite: bool

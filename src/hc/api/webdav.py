@@ -20,6 +20,7 @@ under the directory that was listed, and its name must be one safe path segment.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.utils
 import posixpath
@@ -316,6 +317,12 @@ class WebDavRemote:
     ) -> Any:
         # ``if_range`` from the engine is a sha256, which a WebDAV ETag never is: not sent.
         return self._client.open_read(self._path(location), offset=offset, length=length)
+
+    async def read_whole(self, location: FileLocation, *, stall_timeout: float) -> bytes:
+        # Not called (no batch reads here: capabilities.batch_read_max_size is 0); one GET.
+        with map_http_errors("GET", self.url(location)):
+            async with asyncio.timeout(stall_timeout), self._client.open_read(self._path(location)) as stream:
+                return b"".join([chunk async for chunk in stream])
 
     async def put_file(self, location: FileLocation, source: Any, *, checksums: Any, overwrite: bool) -> None:
         raise RemoteError("a WebDAV migration source is read-only")

@@ -41,6 +41,9 @@ class RawHarnessRemote(HarnessRemote):
             account=path_escape(endpoint.account), registry=path_escape(self.registry), filepath=filepath
         )
 
+    def _filepath(self, location: Any) -> str:
+        return str(location.path)
+
     async def list_files(
         self, package: str, version: str, *, search_term: str | None = None
     ) -> AsyncIterator[GenericFile]:

@@ -83,6 +83,8 @@ class PkgPaths:
     # Resumable upload sessions (an hc extension, see hc.protocol.uploads):
     uploads = PKG_PREFIX + "/{account}/{registry}/uploads"  # POST
     upload = PKG_PREFIX + "/{account}/{registry}/uploads/{upload_id}"  # PATCH GET PUT DELETE
+    # Many small files in one answer (an hc extension, see hc.protocol.batchread):
+    batch_read = PKG_PREFIX + "/{account}/{registry}/batch-read"  # POST
 
 
 def generic_file_path(account: str, registry: str, package: str, version: str, relpath: str) -> str:

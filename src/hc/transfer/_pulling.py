@@ -549,37 +549,49 @@ class PullSide(EngineCore):
         self, coordinator: TransferCoordinator, entry: FileEntry, relpath: str, tracker: ItemBytes
     ) -> bytes:
         failures = 0
+        batch_limit = self._remote.capabilities.batch_read_max_size
+        batched = batch_limit > 0 and entry.size <= batch_limit
         while True:
             try:
                 await self._gate.wait()
-                body = bytearray()
-                limiter = self._requests
-                await take_token(limiter)
-                try:
-                    async with self._remote.open_read(entry) as stream:
-                        if stream.total_size is not None and stream.total_size != entry.size:
-                            raise IntegrityError(
-                                f"{relpath} changed on the server"
-                                f" ({stream.total_size} bytes, listed as {entry.size})"
-                            )
-                        # One deadline for the whole (small) body, not one per chunk: cancel scopes
-                        # cost more than the bytes here.
+                if batched:
+                    # Joins a request with the other small files being fetched meanwhile: no
+                    # request token or deadline of its own (the batch's request has both), which
+                    # were a seventh of a 4 KiB file's CPU.
+                    body = await self._remote.read_whole(entry, stall_timeout=self._config.stall_timeout)
+                else:
+                    limiter = self._requests
+                    await take_token(limiter)
+                    try:
+                        # One deadline for the whole (small) body, not one per chunk: cancel
+                        # scopes cost more than the bytes here.
                         with anyio.fail_after(self._config.stall_timeout):
-                            async for chunk in stream:
-                                body += chunk
-                                if len(body) > entry.size:  # one byte more than listed is enough to know
-                                    break
-                finally:
-                    limiter.release()
+                            body = await self._read_small(entry, relpath)
+                    finally:
+                        limiter.release()
                 if len(body) < entry.size:
                     raise TransientError(
                         f"{relpath}: the download ended early at byte {len(body)} of {entry.size}"
                     )
                 tracker.add(len(body))
-                return bytes(body)
+                return body
             except Exception as exc:
                 failures += 1
                 await self._backoff_or_raise(coordinator, exc, failures)
+
+    async def _read_small(self, entry: FileEntry, relpath: str) -> bytes:
+        """One GET of a whole small file (one byte more than listed is enough to know it changed)."""
+        body = bytearray()
+        async with self._remote.open_read(entry) as stream:
+            if stream.total_size is not None and stream.total_size != entry.size:
+                raise IntegrityError(
+                    f"{relpath} changed on the server ({stream.total_size} bytes, listed as {entry.size})"
+                )
+            async for chunk in stream:
+                body += chunk
+                if len(body) > entry.size:
+                    break
+        return bytes(body)
 
     async def _fetch(
         self,

@@ -110,6 +110,12 @@ class RemoteCapabilities(Protocol):
         ...
 
     @property
+    def batch_read_max_size(self) -> int:
+        """Files up to this size may be read with ``read_whole``, which an hc registry answers many
+        to a request (``hc.protocol.batchread``); 0: one ``open_read`` per file."""
+        ...
+
+    @property
     def verifies_checksums(self) -> bool:
         """An upload whose bytes do not match the digests it declares is refused with nothing
         stored (an hc registry; Harness does not say). A copy to such a server need not hash the
@@ -188,6 +194,12 @@ class Remote(Protocol):
         ``if_range`` is the entity tag the caller last saw (hc servers use the sha256 hex): when the
         file changed, the server answers with the whole new file and ``start == 0``.
         """
+        ...
+
+    async def read_whole(self, location: FileLocation, *, stall_timeout: float) -> bytes:
+        """All of a small file (``capabilities.batch_read_max_size``), unverified: what the server
+        sent for it, which the caller checks against the listing. TransientError when the request
+        carrying it receives nothing for ``stall_timeout`` seconds."""
         ...
 
     async def put_file(
@@ -272,3 +284,4 @@ class Capabilities:
     digest_at_commit: bool = False
     checksum_algorithms: tuple[str, ...] = ALGORITHMS
     verifies_checksums: bool = False
+    batch_read_max_size: int = 0

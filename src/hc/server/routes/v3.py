@@ -42,6 +42,7 @@ from hc.protocol.routes import V3
 
 from ..metadata import Catalog, ListQuery, Space
 from . import _common as c
+from . import batchread
 
 routes = web.RouteTableDef()
 
@@ -317,6 +318,7 @@ async def system_info(request: web.Request) -> web.Response:
                 "verifiesChecksums": True,
                 "rangeRequests": True,
                 "copySharesBlobs": True,
+                **batchread.LIMITS.to_json(),
             },
         }
     )

@@ -1,0 +1,139 @@
+"""Batch reads: ``POST /pkg/{account}/{registry}/batch-read`` answers many small files at once
+(the wire format is in ``hc.protocol.batchread``).
+
+One request costs the same whether it carries one 4 KiB file or two hundred: the lookups run as
+one hop on the database thread, the bodies kept in files are read in one hop on a worker thread,
+and the answer goes out in a few large writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Sequence
+from typing import Final
+
+from aiohttp import web
+
+from hc.errors import HcError, IntegrityError
+from hc.protocol.batchread import (
+    BATCH_READ_CONTENT_TYPE,
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MAX_FILES,
+    BatchReadLimits,
+    RecordHeader,
+    parse_request,
+)
+from hc.protocol.routes import PkgPaths
+
+from ..metadata import Catalog, FileRow
+from . import _common as c
+from .files import generic_registry, locate
+
+routes = web.RouteTableDef()
+
+BATCH_READ: Final = PkgPaths.batch_read
+LIMITS: Final = BatchReadLimits(max_files=DEFAULT_MAX_FILES, max_file_size=DEFAULT_MAX_FILE_SIZE)
+#: Records are joined into writes of about this size (fewer, larger socket writes).
+_WRITE_SIZE: Final = 1 << 20
+
+#: A requested file's record: its header and, for a 200 not empty, its bytes.
+_Record = tuple[RecordHeader, bytes | None]
+
+
+def _look_up(
+    catalog: Catalog, registry_id: int, targets: Sequence[tuple[str, tuple[str, str, str] | str]]
+) -> list[tuple[str, FileRow | None, bytes | None, str]]:
+    """On the database thread: each target's row and inline body (or why it cannot be read)."""
+    found: list[tuple[str, FileRow | None, bytes | None, str]] = []
+    for requested, target in targets:
+        if isinstance(target, str):  # the path was refused: target is the reason
+            found.append((requested, None, None, target))
+            continue
+        hit = catalog.get_file_body(registry_id, *target)
+        if hit is None:
+            found.append((requested, None, None, ""))
+        else:
+            found.append((requested, hit[0], hit[1], ""))
+    return found
+
+
+def _read_blobs(paths: Sequence[tuple[int, str, int]]) -> dict[int, bytes | str]:
+    """On a worker thread: the bodies kept as blob files, by index; a message when one is missing."""
+    bodies: dict[int, bytes | str] = {}
+    for index, path, size in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            bodies[index] = "the file's bytes are missing from the store; run 'hc server fsck'"
+            continue
+        try:
+            body = os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+        bodies[index] = body if len(body) == size else "the file's bytes in the store are short"
+    return bodies
+
+
+@routes.post(BATCH_READ)
+async def batch_read(request: web.Request) -> web.StreamResponse:
+    registry = await generic_registry(request)
+    state = c.state(request)
+    declared = request.headers.get("X-Checksum-Sha256")
+    if declared is not None and hashlib.sha256(await request.read()).hexdigest() != declared.strip().lower():
+        # A request damaged on the way would name other files: refused whole, so it is asked again.
+        raise IntegrityError("the batch read request does not match its X-Checksum-Sha256")
+    requested = parse_request(await c.json_body(request), max_files=LIMITS.max_files)
+    targets: list[tuple[str, tuple[str, str, str] | str]] = []
+    for filepath in requested:
+        try:
+            targets.append((filepath, locate(registry, filepath)))
+        except HcError as exc:
+            targets.append((filepath, str(exc)))
+    rows = await state.db.run(_look_up, registry.id, targets)
+
+    records: list[_Record] = []
+    blob_reads: list[tuple[int, str, int]] = []
+    for index, (filepath, row, inline, refused) in enumerate(rows):
+        if refused:
+            records.append((RecordHeader(filepath, 400, message=refused), None))
+        elif row is None:
+            message = f"file {filepath!r} not found in registry {registry.identifier!r}"
+            records.append((RecordHeader(filepath, 404, message=message), None))
+        elif row.size > LIMITS.max_file_size:
+            message = f"{row.size} bytes is more than a batch read carries ({LIMITS.max_file_size}); GET it"
+            records.append((RecordHeader(filepath, 413, message=message), None))
+        else:
+            records.append((RecordHeader(filepath, 200, size=row.size, sha256=row.sha256), inline))
+            if inline is None and row.size:
+                blob_reads.append((index, str(state.blobs.path_for(row.sha256)), row.size))
+    if blob_reads:
+        loop = asyncio.get_running_loop()
+        bodies = await loop.run_in_executor(state.blobs.executor, _read_blobs, blob_reads)
+        for index, read in bodies.items():
+            header = records[index][0]
+            if isinstance(read, str):
+                records[index] = (RecordHeader(header.file, 500, message=read), None)
+            else:
+                records[index] = (header, read)
+
+    response = web.StreamResponse(status=200, headers={"Content-Type": BATCH_READ_CONTENT_TYPE})
+    await response.prepare(request)
+    pending: list[bytes] = []
+    size = 0
+    for header, body in records:
+        pending.append(header.encode())
+        if body is not None:
+            pending.append(body)
+            size += len(body)
+        if size >= _WRITE_SIZE:
+            await response.write(b"".join(pending))
+            pending, size = [], 0
+    if pending:
+        await response.write(b"".join(pending))
+    await response.write_eof()
+    return response
+
+
+__all__ = ["BATCH_READ", "LIMITS", "routes"]
