@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -39,6 +40,10 @@ class LiveRegistry:
 
     def count(self, method: str, kind: str = "pkg") -> int:
         return self.requests[(method, kind)]
+
+    def uploads(self) -> int:
+        """Files received: one per ``PUT …/files/…``, one per file of a batch write."""
+        return self.requests[("upload", "file")]
 
 
 @contextmanager
@@ -70,7 +75,13 @@ def live_registry(data_dir: Path) -> Iterator[LiveRegistry]:
     @web.middleware
     async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
         counter[(request.method, "pkg" if request.path.startswith("/pkg/") else "api")] += 1
-        return await handler(request)
+        response = await handler(request)
+        if request.method == "PUT" and "/files/" in request.path:
+            counter[("upload", "file")] += 1
+        elif request.path.endswith("/batch-write") and isinstance(response, web.Response) and response.body:
+            body = response.body if isinstance(response.body, bytes) else b"{}"
+            counter[("upload", "file")] += len(json.loads(body).get("data", {}).get("results", []))
+        return response
 
     app = create_app(data_dir=data_dir)
     app.middlewares.insert(0, count)

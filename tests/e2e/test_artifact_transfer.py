@@ -131,17 +131,17 @@ def test_a_second_push_sends_nothing_and_overwrite_sends_everything(
     assert hc(*live.args(), "-q", "registry", "create", "gen", "--package-type", "GENERIC").exit_code == 0
     first = hc(*live.args(), "art", "push", "generic", "gen", str(src), "--name", "p", "--version", "1")
     assert first.exit_code == 0, first
-    assert live.count("PUT") == len(files)
+    assert live.uploads() == len(files)
 
     second = hc(*live.args(), "art", "push", "generic", "gen", str(src), "--name", "p", "--version", "1")
     assert second.exit_code == 0, second
-    assert live.count("PUT") == len(files)  # not one more upload
+    assert live.uploads() == len(files)  # not one more upload
     assert f"push: 0 succeeded, {len(files)} skipped, 0 failed" in second.stderr
 
     forced = hc(*live.args(), "art", "push", "generic", "gen", str(src), "--name", "p", "--version", "1",
                 "--overwrite", "--format", "json")  # fmt: skip
     assert forced.exit_code == 0, forced
-    assert live.count("PUT") == 2 * len(files)
+    assert live.uploads() == 2 * len(files)
     summary = json.loads(forced.stdout)
     assert summary["succeeded"] == len(files)
     assert summary["bytes"] == sum(len(d) for d in files.values())
@@ -220,7 +220,7 @@ def test_failed_items_exit_1_and_retry_failed_redoes_only_them(
     other.mkdir(parents=True)
     (other / "a.txt").write_bytes(b"different\n")
     assert hc(*remote, "-q", "art", "push", "generic", "gen", str(other), "--name", "p").exit_code == 0
-    puts_before = live.count("PUT")
+    uploads_before = live.uploads()
 
     results = tmp_path / "results.jsonl"
     pushed = hc(*remote, "art", "push", "generic", "gen", str(src), "--name", "p", "--results", str(results))
@@ -232,12 +232,12 @@ def test_failed_items_exit_1_and_retry_failed_redoes_only_them(
     assert lines(pushed.stderr)[-1] == (
         f"error: 1 of {len(files)} items failed (retry them with --retry-failed {results})"
     )
-    assert live.count("PUT") == puts_before + len(files)
+    assert live.uploads() == uploads_before + len(files)
 
     retried = hc(*remote, "art", "push", "generic", "gen", str(src), "--name", "p",
                  "--retry-failed", str(results), "--overwrite")  # fmt: skip
     assert retried.exit_code == 0, retried
-    assert live.count("PUT") == puts_before + len(files) + 1  # only the failed file went again
+    assert live.uploads() == uploads_before + len(files) + 1  # only the failed file went again
     out = tmp_path / "out"
     assert hc(*remote, "-q", "art", "pull", "generic", "gen", "p/1.0.0/src/a.txt", str(out)).exit_code == 0
     assert (out / "a.txt").read_bytes() == files["a.txt"]
@@ -336,3 +336,39 @@ def test_small_files_come_in_batches_each_still_verified(
     assert not (again / "src" / "rotten.bin").exists()
     assert len([p for p in again.rglob("*") if p.is_file()]) == 60
     assert no_part_files(again)
+
+
+def test_small_files_go_up_in_batches_each_under_the_re_upload_rule(
+    hc: HcRunner, live: LiveRegistry, tmp_path: Path
+) -> None:
+    """An hc registry takes many small files to a request (hc.protocol.batchwrite): a push of 80
+    small files sends no PUT at all, and each file still gets its own verdict (a changed file is
+    refused with 409 unless --overwrite, the others are identical)."""
+    src = tmp_path / "src"
+    files = {f"d{i % 4}/f{i:02d}.bin": hashlib.sha256(str(i).encode()).digest() * (i + 1) for i in range(80)}
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    assert hc(*live.args(), "-q", "registry", "create", "gen", "--package-type", "GENERIC").exit_code == 0
+    push = (*live.args(), "artifact", "push", "generic", "gen", str(src), "--name", "p", "--version", "1")
+    posts = live.count("POST")
+    first = hc(*push)
+    assert first.exit_code == 0, first
+    assert live.count("PUT") == 0
+    assert 1 <= live.count("POST") - posts <= 10
+    out = tmp_path / "out"
+    assert hc(*live.args(), "-q", "artifact", "pull", "generic", "gen", "p/1", str(out)).exit_code == 0
+    assert {
+        p.relative_to(out / "src").as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()
+    } == files
+
+    (src / "d1" / "f01.bin").write_bytes(b"changed")
+    refused = hc(*push)
+    assert refused.exit_code == 1, refused
+    assert "d1/f01.bin" in refused.stderr and "409" in refused.stderr, refused.stderr
+    replaced = hc(*push, "--overwrite")
+    assert replaced.exit_code == 0, replaced
+    again = tmp_path / "again"
+    assert hc(*live.args(), "-q", "artifact", "pull", "generic", "gen", "p/1", str(again)).exit_code == 0
+    assert (again / "src" / "d1" / "f01.bin").read_bytes() == b"changed"
+    assert live.count("PUT") == 0

@@ -170,10 +170,10 @@ def test_cross_server_copy_streams_verifies_and_carries_metadata(
     assert tool.exit_code == 1 and "not found" in tool.stderr
 
     # a second run moves nothing: every file is already identical
-    puts = dst.count("PUT")
+    puts = dst.uploads()
     again = hc(*src.args(), "--format", "json", "artifact", "copy", "src/app/*", "dest", *to, env=env)
     assert again.exit_code == 0, again
-    assert dst.count("PUT") == puts
+    assert dst.uploads() == puts
     assert json.loads(again.stdout)["files"]["skipped"] == 6
 
 
@@ -182,10 +182,10 @@ def test_same_server_glob_copy_is_server_side(
 ) -> None:
     src, _ = two_servers
     _seed(hc, src, tmp_path)
-    puts_before = src.count("PUT")
+    puts_before = src.uploads()
     run = hc(*src.args(), "artifact", "copy", "src/*/1.0", "copies", "--create-registry", "--shard", "0/1")
     assert run.exit_code == 0, run
-    assert src.count("PUT") == puts_before  # no bytes through the client
+    assert src.uploads() == puts_before  # no bytes through the client
     for package in ("app", "tool"):
         assert _files(hc, src, "copies", package, "1.0") == _expected()
     # the Go form still works, with its message

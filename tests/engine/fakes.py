@@ -308,6 +308,30 @@ class FakeRemote:
             data = await self._consume(source, fault, what)
             self._store(location, data, checksums, overwrite)
 
+    async def write_whole(
+        self,
+        location: FileLocation,
+        data: bytes,
+        *,
+        checksums: Checksums,
+        overwrite: bool,
+        stall_timeout: float,
+    ) -> None:
+        """A batch write of one file (only called when ``batch_write_max_size`` allows): the same
+        faults as a PUT (a BITFLIP corrupts what arrives), counted under ``write_whole``."""
+        async with self._request("write_whole"):
+            await self._held()
+            what = f"batch write of {location.path}"
+            fault = self.faults.next("put_file", location.path)
+            self.faults.raise_for(fault, what)
+            if fault is Fault.RESET:
+                raise TransientError(f"{what}: connection reset by peer")
+            received = bytearray(data)
+            if fault is Fault.BITFLIP and received:
+                received[len(received) // 2] ^= 0x01
+            self.bytes_received += len(received)
+            self._store(location, bytes(received), checksums, overwrite)
+
     def _store(self, location: FileLocation, data: bytes, checksums: Checksums, overwrite: bool) -> None:
         actual = hashlib.sha256(data).hexdigest()
         if actual != checksums.sha256:

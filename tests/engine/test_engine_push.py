@@ -66,6 +66,46 @@ async def test_bulk_push_with_faults_stores_every_byte(tmp_path: Path, capabilit
         assert {recorder.results[f"big/b{i}.bin"].action for i in range(3)} == {"upload-session"}
 
 
+BATCHES = Capabilities(upload_sessions=True, batch_write_max_size=64 * KiB)
+
+
+async def test_small_files_pushed_in_batches_survive_faults_each_verified(tmp_path: Path) -> None:
+    """A registry with batch writes (hc.protocol.batchwrite): small files go by ``write_whole``,
+    each checked on its own (a flipped bit is refused and the file sent again); large ones still
+    by sessions."""
+    payloads = make_payloads(small=250, big_sizes=(3 * MiB + 5, 100 * KiB))
+    root = tree(tmp_path, payloads)
+    faults = Faults(seed=13).at_rate("put_file", 0.15, [*UPLOAD_FAULTS, Fault.BITFLIP])
+    remote = FakeRemote(capabilities=BATCHES, faults=faults)
+    manager = TransferManager(remote, fast_config())
+
+    summary = await manager.push(walk_async([os.path.join(root, ".")]), package=PACKAGE, version=VERSION)
+
+    assert summary.succeeded == len(payloads) and summary.failed == 0
+    assert stored(remote) == payloads
+    assert faults.injected[Fault.BITFLIP] > 0
+    small = sum(1 for data in payloads.values() if len(data) <= 64 * KiB)
+    assert remote.calls["write_whole"] >= small > 0
+    assert remote.calls["put_file"] >= 1  # the 100 KiB file (retried when a fault hit it): above
+    # the batch limit, below a session's
+    assert summary.bytes == sum(len(d) for d in payloads.values())
+
+
+async def test_small_files_with_cached_digests_are_read_for_their_batch(tmp_path: Path) -> None:
+    payloads = make_payloads(small=30)
+    root = tree(tmp_path, payloads)
+    remote = FakeRemote(capabilities=BATCHES)
+    cache = await pushed_with_cache(root, remote)
+    before = remote.calls["write_whole"]
+    summary = await TransferManager(remote, fast_config(), hash_cache=cache).push(
+        items(root), package=PACKAGE, version="2.0"
+    )
+    assert summary.succeeded == len(payloads)
+    assert remote.calls["write_whole"] - before == len(payloads)
+    for name, data in payloads.items():
+        assert remote.data(PACKAGE, "2.0", name) == data
+
+
 async def pushed_with_cache(root: Path, remote: FakeRemote) -> HashCache:
     """Push ``root`` once with an in-memory hash cache that trusts its files (made old)."""
     old = 1_600_000_000

@@ -389,8 +389,9 @@ def test_push_and_pull_survive_every_request_failing_once(
     assert pull.code == 0, pull
     assert read_tree(tmp_path / "dest") == tree
     assert listing_triples(list_files(sandbox, registry, "gen", "pkg", "1")) == expected_listing(tree)
-    # a request per file for the push; the pull asks for the small files in a few batch reads
-    assert proxy.stats.injected[fault] >= len(tree) + 2
+    # lookups and listings, the small files' batch writes and reads, the large file's session and
+    # ranged GETs: each of them failed once (10 requests when this was written)
+    assert proxy.stats.injected[fault] >= 8
 
 
 # -- 100 % ---------------------------------------------------------------------------------------------

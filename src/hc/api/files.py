@@ -43,9 +43,11 @@ from hc.api._filebody import RegionSource, SendfileBody, sends_regions
 from hc.api._http import keep_credentials_home, map_http_errors, pkg_headers, raise_for_status, server_message
 from hc.api.artifacts import ArtifactClient
 from hc.api.batchread import BatchReader
+from hc.api.batchwrite import BatchUploader
 from hc.api.client import RegistryClient
 from hc.errors import IntegrityError, NotFound, RemoteError, UsageError
 from hc.protocol.batchread import BatchReadLimits
+from hc.protocol.batchwrite import BatchWriteLimits
 from hc.protocol.digest import ALGORITHMS, Checksums
 from hc.protocol.files import FileLocation, FileRecord
 from hc.protocol.models import FileV3
@@ -102,6 +104,10 @@ class RemoteFeatures:
     #: batch reads (``hc.protocol.batchread``): files up to this size, this many to a request
     batch_read_max_size: int = 0
     batch_read_max_files: int = 0
+    #: batch writes (``hc.protocol.batchwrite``): files up to this size, this many (and bytes) to a request
+    batch_write_max_size: int = 0
+    batch_write_max_files: int = 0
+    batch_write_max_bytes: int = 0
 
 
 def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
@@ -111,6 +117,7 @@ def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
         return RemoteFeatures()
     sessions = UploadCapabilities.from_json(block)
     batch_reads = BatchReadLimits.from_json(block)
+    batch_writes = BatchWriteLimits.from_json(block)
     return RemoteFeatures(
         upload_sessions=sessions.upload_sessions,
         parallel_parts=sessions.parallel_parts,
@@ -124,6 +131,9 @@ def features_from_system_info(info: Mapping[str, Any] | None) -> RemoteFeatures:
         verifies_checksums=block.get("verifiesChecksums") is True,
         batch_read_max_size=batch_reads.max_file_size,
         batch_read_max_files=batch_reads.max_files,
+        batch_write_max_size=batch_writes.max_file_size,
+        batch_write_max_files=batch_writes.max_files,
+        batch_write_max_bytes=batch_writes.max_bytes,
     )
 
 
@@ -196,6 +206,7 @@ class HarnessRemote:
         self._version_ids: dict[tuple[str, str], str] = {}
         self._url_prefixes: dict[tuple[str, str], str] = {}
         self._batch_reader: BatchReader | None = None
+        self._batch_writers: dict[bool, BatchUploader] = {}  # by overwrite: it goes with the request
 
     @classmethod
     async def open(cls, client: RegistryClient, registry: str) -> HarnessRemote:
@@ -377,6 +388,35 @@ class HarnessRemote:
             )
             self._batch_reader = reader
         return await reader.read(self._filepath(location))
+
+    async def write_whole(
+        self,
+        location: FileLocation,
+        data: bytes,
+        *,
+        checksums: Checksums,
+        overwrite: bool,
+        stall_timeout: float,
+    ) -> None:
+        """One small file, uploaded in a batch with the others being pushed meanwhile (only when the
+        server advertises batch writes: ``capabilities.batch_write_max_size``)."""
+        writer = self._batch_writers.get(overwrite)
+        if writer is None:
+            features = self._features
+            url = self._endpoint.pkg_url + PkgPaths.batch_write.format(
+                account=path_escape(self._endpoint.account), registry=path_escape(self.registry)
+            )
+            writer = BatchUploader(
+                self._session,
+                url,
+                self._headers,
+                max_files=features.batch_write_max_files,
+                max_bytes=features.batch_write_max_bytes,
+                overwrite=overwrite,
+                stall_timeout=stall_timeout,
+            )
+            self._batch_writers[overwrite] = writer
+        await writer.write(self._filepath(location), data, sha256=checksums.sha256)
 
     def _filepath(self, location: FileLocation) -> str:
         """The file as the files endpoint's path names it (unescaped)."""

@@ -324,6 +324,11 @@ class WebDavRemote:
             async with asyncio.timeout(stall_timeout), self._client.open_read(self._path(location)) as stream:
                 return b"".join([chunk async for chunk in stream])
 
+    async def write_whole(
+        self, location: FileLocation, data: bytes, *, checksums: Any, overwrite: bool, stall_timeout: float
+    ) -> None:
+        raise RemoteError("a WebDAV migration source is read-only")
+
     async def put_file(self, location: FileLocation, source: Any, *, checksums: Any, overwrite: bool) -> None:
         raise RemoteError("a WebDAV migration source is read-only")
 

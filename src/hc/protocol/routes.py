@@ -85,6 +85,8 @@ class PkgPaths:
     upload = PKG_PREFIX + "/{account}/{registry}/uploads/{upload_id}"  # PATCH GET PUT DELETE
     # Many small files in one answer (an hc extension, see hc.protocol.batchread):
     batch_read = PKG_PREFIX + "/{account}/{registry}/batch-read"  # POST
+    # Many small files in one upload (an hc extension, see hc.protocol.batchwrite):
+    batch_write = PKG_PREFIX + "/{account}/{registry}/batch-write"  # POST
 
 
 def generic_file_path(account: str, registry: str, package: str, version: str, relpath: str) -> str:

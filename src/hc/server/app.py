@@ -29,7 +29,7 @@ from .blobs import BlobStore, SmallBlobs
 from .metadata import Catalog, Database, now_ms
 from .middlewares import auth_middleware, error_middleware, inflight_middleware
 from .paths import StoreLayout
-from .routes import accounts, batchread, files, uploads, v1, v2, v3
+from .routes import accounts, batchread, batchwrite, files, uploads, v1, v2, v3
 from .smallputs import SmallPuts
 from .state import STATE, ServerState
 from .uploads import UploadSessions, sweep_uploads
@@ -84,7 +84,7 @@ def create_app(
             _resources, data_dir=Path(data_dir), blob_threads=blob_threads, upload_ttl_s=upload_ttl_s
         )
     )
-    for module in (accounts, v1, v2, v3, files, uploads, batchread):
+    for module in (accounts, v1, v2, v3, files, uploads, batchread, batchwrite):
         app.add_routes(module.routes)
     return app
 

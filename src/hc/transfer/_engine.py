@@ -47,6 +47,12 @@ ITEM_ERRORS: Final = (HcError, OSError, anyio.BrokenResourceError, anyio.EndOfSt
 
 #: Chunks at least this big are hashed on a worker thread (the loop keeps moving other streams).
 THREAD_HASH_MIN: Final = 128 * 1024
+#: Files up to this size go by batch read or write where the remote offers it. Each waits in
+#: memory, whole, while its batch gathers and travels, so this times the workers bounds that memory.
+BATCH_ITEM_MAX: Final = 256 * 1024
+#: Workers added when the remote batches small files: items waiting in a batch each hold a worker,
+#: and the client only keeps busy while a batch travels if other workers prepare the next one.
+BATCH_WORKERS: Final = 96
 #: A small file up to this size (a download's body, a local file to upload) is read and hashed on
 #: the loop: tens of microseconds, less than a thread hop.
 INLINE_HASH_MAX: Final = 64 * 1024
@@ -219,6 +225,9 @@ class EngineCore:
         config = self._config
         send, receive = anyio.create_memory_object_stream[T](config.backlog)
         workers = config.concurrency + config.hash_threads
+        caps = self._remote.capabilities
+        if caps.batch_read_max_size or caps.batch_write_max_size:
+            workers += BATCH_WORKERS
         self.accounting.start()
 
         # The queue is used without a checkpoint when it can be: anyio's send() and receive() each
@@ -320,8 +329,11 @@ class EngineCore:
         fn: Callable[[], Awaitable[R]],
         *,
         on_rewind: Callable[[], None] | None = None,
+        token: bool = True,
     ) -> R:
-        """One remote operation with retries; holds a request token only while the request runs."""
+        """One remote operation with retries; holds a request token only while the request runs.
+        ``token=False`` for an operation that is not a request of its own (one file of a batch:
+        the batch's requests are bounded by the remote)."""
 
         async def attempt() -> R:
             limiter = self._requests
@@ -332,7 +344,7 @@ class EngineCore:
                 limiter.release()
 
         return await call_with_retries(
-            attempt,
+            attempt if token else fn,
             self._policy,
             on_retry=self._retry_reporter(coordinator, on_rewind),
             gate=self._gate,

@@ -116,6 +116,12 @@ class RemoteCapabilities(Protocol):
         ...
 
     @property
+    def batch_write_max_size(self) -> int:
+        """Files up to this size may be uploaded with ``write_whole``, which an hc registry takes
+        many to a request (``hc.protocol.batchwrite``); 0: one ``put_file`` per file."""
+        ...
+
+    @property
     def verifies_checksums(self) -> bool:
         """An upload whose bytes do not match the digests it declares is refused with nothing
         stored (an hc registry; Harness does not say). A copy to such a server need not hash the
@@ -202,6 +208,19 @@ class Remote(Protocol):
         carrying it receives nothing for ``stall_timeout`` seconds."""
         ...
 
+    async def write_whole(
+        self,
+        location: FileLocation,
+        data: bytes,
+        *,
+        checksums: Checksums,
+        overwrite: bool,
+        stall_timeout: float,
+    ) -> None:
+        """Upload a small file held in memory (``capabilities.batch_write_max_size``), with the
+        outcome a ``put_file`` of it would have had."""
+        ...
+
     async def put_file(
         self, location: FileLocation, source: ByteSource, *, checksums: Checksums, overwrite: bool
     ) -> None:
@@ -285,3 +304,4 @@ class Capabilities:
     checksum_algorithms: tuple[str, ...] = ALGORITHMS
     verifies_checksums: bool = False
     batch_read_max_size: int = 0
+    batch_write_max_size: int = 0

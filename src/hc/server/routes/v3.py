@@ -42,7 +42,7 @@ from hc.protocol.routes import V3
 
 from ..metadata import Catalog, ListQuery, Space
 from . import _common as c
-from . import batchread
+from . import batchread, batchwrite
 
 routes = web.RouteTableDef()
 
@@ -319,6 +319,7 @@ async def system_info(request: web.Request) -> web.Response:
                 "rangeRequests": True,
                 "copySharesBlobs": True,
                 **batchread.LIMITS.to_json(),
+                **batchwrite.LIMITS.to_json(),
             },
         }
     )
