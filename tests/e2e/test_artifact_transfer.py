@@ -324,6 +324,11 @@ def test_small_files_come_in_batches_each_still_verified(
     assert got == files
     assert live.count("GET") == gets  # not one file by GET
     assert 1 <= live.count("POST") - posts <= 8
+    plain = hc(
+        *live.args(), "-q", "artifact", "pull", "generic", "gen", "p/1", str(tmp_path / "plain"), "--no-batch"
+    )
+    assert plain.exit_code == 0, plain
+    assert live.count("GET") - gets >= len(files)  # --no-batch: a GET per file
 
     (blob,) = (tmp_path / "live-data").rglob(hashlib.sha256(files["rotten.bin"]).hexdigest())
     with blob.open("r+b") as f:
@@ -372,3 +377,8 @@ def test_small_files_go_up_in_batches_each_under_the_re_upload_rule(
     assert hc(*live.args(), "-q", "artifact", "pull", "generic", "gen", "p/1", str(again)).exit_code == 0
     assert (again / "src" / "d1" / "f01.bin").read_bytes() == b"changed"
     assert live.count("PUT") == 0
+    # --no-batch: one PUT per file, as the Go CLI sends them
+    plain = hc(*live.args(), "artifact", "push", "generic", "gen", str(src), "--name", "p", "--version", "2",
+               "--no-batch")  # fmt: skip
+    assert plain.exit_code == 0, plain
+    assert live.count("PUT") == len(files)

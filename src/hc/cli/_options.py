@@ -111,6 +111,13 @@ transfer_options: Final = option_group(
     ),
     dry_run_option("Print what would be transferred; change nothing."),
     click.option("--overwrite", is_flag=True, help="Transfer even files that are already identical."),
+    click.option(
+        "--batch/--no-batch",
+        default=True,
+        show_default=True,
+        help="Move small files many to a request where the registry offers it (an hc registry); "
+        "--no-batch sends one request per file, as the Go CLI does.",
+    ),
 )
 
 #: The flags of every bulk job (metadata tagging, copy).

@@ -85,6 +85,7 @@ def tune_gc_for_transfer() -> None:
 @dataclass(frozen=True, kw_only=True)
 class TransferOptions:
     concurrency: int = DEFAULT_CONCURRENCY
+    batch: bool = True
     overwrite: bool = False
     dry_run: bool = False
     results: Path | None = None
@@ -94,6 +95,7 @@ class TransferOptions:
     def engine_config(self, *, retry_budget: float) -> TransferConfig:
         return TransferConfig(
             concurrency=self.concurrency,
+            batch=self.batch,
             overwrite=self.overwrite,
             dry_run=self.dry_run,
             outage_budget=retry_budget,

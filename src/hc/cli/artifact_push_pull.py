@@ -38,9 +38,11 @@ def _transfer_options(
     retry_failed: Path | None,
     dry_run: bool,
     overwrite: bool,
+    batch: bool,
 ) -> TransferOptions:
     return TransferOptions(
         concurrency=concurrency,
+        batch=batch,
         progress=ProgressMode(progress),
         results=results,
         retry_failed=retry_failed,

@@ -50,8 +50,9 @@ THREAD_HASH_MIN: Final = 128 * 1024
 #: Files up to this size go by batch read or write where the remote offers it. Each waits in
 #: memory, whole, while its batch gathers and travels, so this times the workers bounds that memory.
 BATCH_ITEM_MAX: Final = 256 * 1024
-#: Workers added when the remote batches small files: items waiting in a batch each hold a worker,
-#: and the client only keeps busy while a batch travels if other workers prepare the next one.
+#: Workers added when the remote batches small files (three per unit of concurrency, up to this):
+#: items waiting in a batch each hold a worker, and the client only keeps busy while a batch
+#: travels if other workers prepare the next one.
 BATCH_WORKERS: Final = 96
 #: A small file up to this size (a download's body, a local file to upload) is read and hashed on
 #: the loop: tens of microseconds, less than a thread hop.
@@ -225,9 +226,8 @@ class EngineCore:
         config = self._config
         send, receive = anyio.create_memory_object_stream[T](config.backlog)
         workers = config.concurrency + config.hash_threads
-        caps = self._remote.capabilities
-        if caps.batch_read_max_size or caps.batch_write_max_size:
-            workers += BATCH_WORKERS
+        if self._batch_limit(read=True) or self._batch_limit(read=False):
+            workers += min(BATCH_WORKERS, 3 * config.concurrency)
         self.accounting.start()
 
         # The queue is used without a checkpoint when it can be: anyio's send() and receive() each
@@ -366,6 +366,13 @@ class EngineCore:
         coordinator.attempts += 1
         self.accounting.retried(coordinator.path, attempt=failures, delay=delay, error=exc)
         await anyio.sleep(delay)
+
+    def _batch_limit(self, *, read: bool) -> int:
+        """Files up to this size go by batch read (or write); 0: none do."""
+        if not self._config.batch:
+            return 0
+        caps = self._remote.capabilities
+        return min(caps.batch_read_max_size if read else caps.batch_write_max_size, BATCH_ITEM_MAX)
 
     def _algorithms(self) -> tuple[str, ...]:
         return tuple(self._remote.capabilities.checksum_algorithms) or ALGORITHMS

@@ -24,7 +24,6 @@ from hc.protocol.ranges import ByteRange
 from hc.syscalls import start_writeback
 from hc.transfer._destfiles import is_own_file, located, open_own_file, open_tree_directory
 from hc.transfer._engine import (
-    BATCH_ITEM_MAX,
     INLINE_HASH_MAX,
     EngineCore,
     ItemBytes,
@@ -550,7 +549,7 @@ class PullSide(EngineCore):
         self, coordinator: TransferCoordinator, entry: FileEntry, relpath: str, tracker: ItemBytes
     ) -> bytes:
         failures = 0
-        batch_limit = min(self._remote.capabilities.batch_read_max_size, BATCH_ITEM_MAX)
+        batch_limit = self._batch_limit(read=True)
         batched = batch_limit > 0 and entry.size <= batch_limit
         while True:
             try:

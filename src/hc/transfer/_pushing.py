@@ -16,7 +16,6 @@ from hc.protocol.digest import Checksums
 from hc.protocol.identifiers import is_utf8_text
 from hc.protocol.ranges import ByteRange, normalize
 from hc.transfer._engine import (
-    BATCH_ITEM_MAX,
     INLINE_HASH_MAX,
     EngineCore,
     ItemBytes,
@@ -314,7 +313,7 @@ class PushSide(EngineCore):
                 loop_limit=INLINE_HASH_MAX,  # a cached file's digests, its bytes read on the loop
             )
 
-        batch_limit = min(self._remote.capabilities.batch_write_max_size, BATCH_ITEM_MAX)
+        batch_limit = self._batch_limit(read=False)
         if batch_limit > 0 and checksums.size <= batch_limit:
             if data is None:  # digests from the hash cache: read it now (checked against its stamp)
                 data = b"".join([chunk async for chunk in file_source().open()])

@@ -45,6 +45,8 @@ class TransferConfig:
     - ``dry_run``: report the plan, change nothing (no uploads, files, journal or cache writes).
     - ``backlog``: items read ahead of the workers (bounds memory whatever the item count).
     - ``hash_threads``: threads hashing at once (hashing is CPU-bound; more than the cores is waste).
+    - ``batch``: small files go many to a request where the remote offers batch reads and writes
+      (an hc registry); False sends one request per file, as the Go CLI does.
     - ``stall_timeout``: seconds a request may go without moving a byte before the attempt fails
       (and is retried): a download that receives nothing, an upload whose body is not taken (the
       receiver stopped reading) or whose answer does not come.
@@ -65,6 +67,7 @@ class TransferConfig:
     backlog: int = 256
     hash_threads: int = field(default_factory=_default_hash_threads)
     stall_timeout: float = 120.0
+    batch: bool = True
 
     def __post_init__(self) -> None:
         def require(ok: bool, message: str) -> None:
