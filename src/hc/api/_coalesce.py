@@ -1,4 +1,5 @@
-"""Calls made one at a time by many tasks, sent many to a request (batch reads and writes).
+"""Calls made one at a time by many tasks, sent many to a request (batch reads and writes): the
+queue (``Coalescer``) and the request (``BatchPoster``).
 
 Each ``call`` joins a queue and waits for its own answer. A request goes out as soon as fewer than
 ``MAX_REQUESTS`` are in flight, carrying its share of what is queued by then (up to ``max_items``,
@@ -7,19 +8,27 @@ next. So a lone call goes at once, and under load the batches grow by themselves
 group-commit pattern), with no timer to tune.
 
 A request that fails fails every call it had not yet answered, each with that error: the engine
-retries items, not batches, and a retried item simply joins a later batch.
+retries items, not batches, and a retried item simply joins a later batch. Every request carries
+the sha256 of its body (``X-Checksum-Sha256``): a body damaged on the way is refused whole (400
+``CHECKSUM_MISMATCH``, a TransientError here) rather than read as a request for other files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Final, Generic, TypeVar
 
+import aiohttp
+from yarl import URL
+
+from hc.api._http import map_http_errors, raise_for_status
 from hc.errors import TransientError
 
-__all__ = ["MAX_REQUESTS", "Coalescer", "Waiter"]
+__all__ = ["MAX_REQUESTS", "BatchPoster", "Coalescer", "Waiter"]
 
 #: Requests in flight at once: one being answered while the next one gathers and is sent.
 MAX_REQUESTS: Final = 2
@@ -123,3 +132,44 @@ class Coalescer(Generic[Req, Res]):
             for request, future in batch:
                 if not future.done():  # the answer skipped it: a broken server
                     future.set_exception(TransientError(f"the batch answer left out {request!r}"))
+
+
+class BatchPoster:
+    """The requests of one batch endpoint: its URL, the command's headers, a stall timeout."""
+
+    __slots__ = ("_headers", "_session", "_timeout", "url")
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        headers: Callable[[], Mapping[str, str]],
+        *,
+        stall_timeout: float,
+    ) -> None:
+        self._session = session
+        self.url = url
+        self._headers = headers
+        # A request that receives nothing for this long fails its items (TransientError).
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=stall_timeout, sock_read=stall_timeout)
+
+    @asynccontextmanager
+    async def post(self, body: bytes, content_type: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST ``body``; the 2xx response, its errors (reading it included) as ``hc.errors``."""
+        headers = {
+            **self._headers(),
+            "Content-Type": content_type,
+            "X-Checksum-Sha256": hashlib.sha256(body).hexdigest(),
+        }
+        with map_http_errors("POST", self.url):
+            async with self._session.post(
+                URL(self.url, encoded=True),
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                if response.status == 400 and b"CHECKSUM_MISMATCH" in await response.content.read(64 * 1024):
+                    raise TransientError(f"POST {self.url}: the request was damaged on the way")
+                await raise_for_status(response)
+                yield response

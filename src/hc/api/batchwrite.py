@@ -9,16 +9,13 @@ of the request with a TransientError, so that each is sent again.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
-from yarl import URL
 
-from hc.api._coalesce import Coalescer, Waiter
-from hc.api._http import error_for_status, map_http_errors, raise_for_status
-from hc.api.batchread import raise_for_damaged_request
+from hc.api._coalesce import BatchPoster, Coalescer, Waiter
+from hc.api._http import error_for_status
 from hc.errors import IntegrityError, RemoteError, TransientError
 from hc.protocol.batchwrite import BATCH_WRITE_CONTENT_TYPE, WriteRecord, WriteResult
 
@@ -34,7 +31,7 @@ class _Upload:
 class BatchUploader:
     """Whole small files to one registry, uploaded in batches over the command's session."""
 
-    __slots__ = ("_batches", "_headers", "_session", "_timeout", "_url")
+    __slots__ = ("_batches", "_poster")
 
     def __init__(
         self,
@@ -47,10 +44,8 @@ class BatchUploader:
         overwrite: bool,
         stall_timeout: float = 120.0,
     ) -> None:
-        self._session = session
-        self._url = url + ("?overwrite=true" if overwrite else "")
-        self._headers = headers
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=stall_timeout, sock_read=stall_timeout)
+        url += "?overwrite=true" if overwrite else ""
+        self._poster = BatchPoster(session, url, headers, stall_timeout=stall_timeout)
         self._batches: Coalescer[_Upload, WriteResult] = Coalescer(
             self._send, max_items=max_files, max_bytes=max_bytes, size_of=lambda upload: len(upload.data)
         )
@@ -71,29 +66,15 @@ class BatchUploader:
             parts.append(upload.record.encode())
             parts.append(upload.data)
         body = b"".join(parts)
-        headers = {
-            **self._headers(),
-            "Content-Type": BATCH_WRITE_CONTENT_TYPE,
-            "X-Checksum-Sha256": hashlib.sha256(body).hexdigest(),
-        }
-        with map_http_errors("POST", self._url):
-            async with self._session.post(
-                URL(self._url, encoded=True),
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=self._timeout,
-            ) as response:
-                await raise_for_damaged_request(response, self._url)
-                await raise_for_status(response)
-                try:
-                    answer = await response.json(content_type=None)
-                except ValueError:
-                    raise TransientError(f"POST {self._url}: the answer is not JSON") from None
+        async with self._poster.post(body, BATCH_WRITE_CONTENT_TYPE) as response:
+            try:
+                answer = await response.json(content_type=None)
+            except ValueError:
+                raise TransientError(f"POST {self._poster.url}: the answer is not JSON") from None
         data = answer.get("data") if isinstance(answer, Mapping) else None
         results = data.get("results") if isinstance(data, Mapping) else None
         if not isinstance(results, list):
-            raise RemoteError(f"POST {self._url}: the answer is not a batch write's")
+            raise RemoteError(f"POST {self._poster.url}: the answer is not a batch write's")
         if len(results) != len(batch):
             raise TransientError(f"batch write: {len(results)} results for {len(batch)} files")
         for (upload, future), value in zip(batch, results, strict=True):

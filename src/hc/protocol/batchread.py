@@ -49,6 +49,7 @@ __all__ = [
     "RecordHeader",
     "encode_request",
     "parse_request",
+    "positive_limits",
 ]
 
 BATCH_READ_CONTENT_TYPE: Final = "application/vnd.hc.batch-read"
@@ -68,21 +69,23 @@ class BatchReadLimits:
     max_files: int = 0
     max_file_size: int = 0
 
-    @property
-    def enabled(self) -> bool:
-        return self.max_files > 0 and self.max_file_size > 0
-
     def to_json(self) -> dict[str, int]:
         return {_KEY_MAX_FILES: self.max_files, _KEY_MAX_FILE_SIZE: self.max_file_size}
 
     @classmethod
     def from_json(cls, block: Mapping[str, Any] | None) -> BatchReadLimits:
-        if not isinstance(block, Mapping):
-            return cls()
-        files, size = block.get(_KEY_MAX_FILES), block.get(_KEY_MAX_FILE_SIZE)
-        if type(files) is not int or type(size) is not int or files <= 0 or size <= 0:
-            return cls()
-        return cls(max_files=files, max_file_size=size)
+        limits = positive_limits(block, _KEY_MAX_FILES, _KEY_MAX_FILE_SIZE)
+        return cls() if limits is None else cls(max_files=limits[0], max_file_size=limits[1])
+
+
+def positive_limits(block: Mapping[str, Any] | None, *keys: str) -> list[int] | None:
+    """The values of ``keys`` in a ``data.hc`` block, or None unless every one is a positive int
+    (a server that promises half a feature does not have it)."""
+    if not isinstance(block, Mapping):
+        return None
+    values = [block.get(key) for key in keys]
+    numbers = [v for v in values if type(v) is int and v > 0]
+    return numbers if len(numbers) == len(keys) else None
 
 
 def encode_request(filepaths: Sequence[str]) -> bytes:

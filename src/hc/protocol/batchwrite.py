@@ -42,6 +42,8 @@ from typing import Any, Final
 
 from hc.errors import TransientError, UsageError
 
+from .batchread import positive_limits
+
 __all__ = [
     "BATCH_WRITE_CONTENT_TYPE",
     "DEFAULT_MAX_BYTES",
@@ -79,13 +81,10 @@ class BatchWriteLimits:
 
     @classmethod
     def from_json(cls, block: Mapping[str, Any] | None) -> BatchWriteLimits:
-        if not isinstance(block, Mapping):
+        limits = positive_limits(block, _KEY_MAX_FILES, _KEY_MAX_BYTES, _KEY_MAX_FILE_SIZE)
+        if limits is None:
             return cls()
-        values = [block.get(key) for key in (_KEY_MAX_FILES, _KEY_MAX_BYTES, _KEY_MAX_FILE_SIZE)]
-        numbers = [v for v in values if type(v) is int and v > 0]
-        if len(numbers) != len(values):
-            return cls()
-        files, size, file_size = numbers
+        files, size, file_size = limits
         return cls(max_files=files, max_bytes=size, max_file_size=file_size)
 
 
