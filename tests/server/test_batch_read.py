@@ -74,6 +74,25 @@ async def test_one_answer_carries_every_file_in_request_order(api: Api, gen: str
     assert got["p/1/too-big.bin"][0] == 413
 
 
+async def test_an_answer_larger_than_a_window_streams_and_a_lost_blob_fails_alone(api: Api, gen: str) -> None:
+    """Bodies are read and sent window by window (about 1 MiB each): a batch of several 600 KiB
+    files crosses windows in order, and a file whose blob vanished from the store is that file's
+    500, not the batch's."""
+    bodies = {f"p/1/f{i}": os.urandom(600 * 1024) for i in range(5)}
+    for path, data in bodies.items():
+        await api.put(gen, path, data)
+    lost = hashlib.sha256(bodies["p/1/f2"]).hexdigest()
+    (blob,) = [p for p in api.blob_files() if p.name == lost]
+    blob.unlink()
+    records = await _records(api, gen, list(bodies))
+    assert [h.file for h, _ in records] == list(bodies)
+    for header, body in records:
+        if header.file == "p/1/f2":
+            assert header.status == 500 and "fsck" in header.message
+        else:
+            assert (header.status, body) == (200, bodies[header.file])
+
+
 async def test_the_capability_is_advertised(api: Api) -> None:
     info = await api.json("GET", f"{V3}/system/info?account_identifier={api.account}")
     assert info["data"]["hc"]["batchReadMaxFiles"] == DEFAULT_MAX_FILES

@@ -35,11 +35,8 @@ routes = web.RouteTableDef()
 
 BATCH_READ: Final = PkgPaths.batch_read
 LIMITS: Final = BatchReadLimits(max_files=DEFAULT_MAX_FILES, max_file_size=DEFAULT_MAX_FILE_SIZE)
-#: Records are joined into writes of about this size (fewer, larger socket writes).
+#: Records are read and written in windows of about this many bytes (bounded memory, few writes).
 _WRITE_SIZE: Final = 1 << 20
-
-#: A requested file's record: its header and, for a 200 not empty, its bytes.
-_Record = tuple[RecordHeader, bytes | None]
 
 
 def _look_up(
@@ -93,45 +90,44 @@ async def batch_read(request: web.Request) -> web.StreamResponse:
             targets.append((filepath, str(exc)))
     rows = await state.db.run(_look_up, registry.id, targets)
 
-    records: list[_Record] = []
-    blob_reads: list[tuple[int, str, int]] = []
-    for index, (filepath, row, inline, refused) in enumerate(rows):
+    records: list[tuple[RecordHeader, bytes | None, str | None]] = []  # header, inline body, blob
+    for filepath, row, inline, refused in rows:
         if refused:
-            records.append((RecordHeader(filepath, 400, message=refused), None))
+            records.append((RecordHeader(filepath, 400, message=refused), None, None))
         elif row is None:
             message = f"file {filepath!r} not found in registry {registry.identifier!r}"
-            records.append((RecordHeader(filepath, 404, message=message), None))
+            records.append((RecordHeader(filepath, 404, message=message), None, None))
         elif row.size > LIMITS.max_file_size:
             message = f"{row.size} bytes is more than a batch read carries ({LIMITS.max_file_size}); GET it"
-            records.append((RecordHeader(filepath, 413, message=message), None))
+            records.append((RecordHeader(filepath, 413, message=message), None, None))
         else:
-            records.append((RecordHeader(filepath, 200, size=row.size, sha256=row.sha256), inline))
-            if inline is None and row.size:
-                blob_reads.append((index, str(state.blobs.path_for(row.sha256)), row.size))
-    if blob_reads:
-        loop = asyncio.get_running_loop()
-        bodies = await loop.run_in_executor(state.blobs.executor, _read_blobs, blob_reads)
-        for index, read in bodies.items():
-            header = records[index][0]
-            if isinstance(read, str):
-                records[index] = (RecordHeader(header.file, 500, message=read), None)
-            else:
-                records[index] = (header, read)
+            blob = str(state.blobs.path_for(row.sha256)) if inline is None and row.size else None
+            records.append((RecordHeader(filepath, 200, size=row.size, sha256=row.sha256), inline, blob))
 
     response = web.StreamResponse(status=200, headers={"Content-Type": BATCH_READ_CONTENT_TYPE})
     await response.prepare(request)
-    pending: list[bytes] = []
-    size = 0
-    for header, body in records:
-        pending.append(header.encode())
-        if body is not None:
-            pending.append(body)
-            size += len(body)
-        if size >= _WRITE_SIZE:
-            await response.write(b"".join(pending))
-            pending, size = [], 0
-    if pending:
-        await response.write(b"".join(pending))
+    # Window by window: the blob files of about _WRITE_SIZE of answer read in one worker call, then
+    # written, so a batch of 256 files of 1 MiB never sits in memory whole.
+    loop = asyncio.get_running_loop()
+    start = 0
+    while start < len(records):
+        end, size = start, 0
+        while end < len(records) and (end == start or size < _WRITE_SIZE):
+            size += records[end][0].size
+            end += 1
+        window = records[start:end]
+        reads = [(i, blob, header.size) for i, (header, _, blob) in enumerate(window) if blob is not None]
+        bodies = await loop.run_in_executor(state.blobs.executor, _read_blobs, reads) if reads else {}
+        pieces: list[bytes] = []
+        for i, (header, inline, _) in enumerate(window):
+            body = bodies.get(i, inline)
+            if isinstance(body, str):  # its blob is missing or short: that file fails, not the batch
+                header, body = RecordHeader(header.file, 500, message=body), None
+            pieces.append(header.encode())
+            if body is not None and header.status == 200:
+                pieces.append(body)
+        await response.write(b"".join(pieces))
+        start = end
     await response.write_eof()
     return response
 
