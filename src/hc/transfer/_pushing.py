@@ -316,7 +316,11 @@ class PushSide(EngineCore):
         batch_limit = self._batch_limit(read=False)
         if batch_limit > 0 and checksums.size <= batch_limit:
             if data is None:  # digests from the hash cache: read it now (checked against its stamp)
-                data = b"".join([chunk async for chunk in file_source().open()])
+                reader = file_source()
+                try:
+                    data = b"".join([chunk async for chunk in reader.open()])
+                finally:
+                    reader.close()  # a read that failed part-way leaves no descriptor behind
             whole = data
             # Joins a request with the other small files being pushed meanwhile; the registry
             # verifies it against its sha256 like a PUT (an IntegrityError sends it again).

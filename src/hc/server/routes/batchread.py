@@ -1,9 +1,9 @@
 """Batch reads: ``POST /pkg/{account}/{registry}/batch-read`` answers many small files at once
 (the wire format is in ``hc.protocol.batchread``).
 
-One request costs the same whether it carries one 4 KiB file or two hundred: the lookups run as
-one hop on the database thread, the bodies kept in files are read in one hop on a worker thread,
-and the answer goes out in a few large writes.
+One request costs about the same whether it carries one 4 KiB file or two hundred: the lookups run
+as one hop on the database thread, and the answer goes out in windows of about 1 MiB, the bodies
+kept in files of each window read in one hop on a worker thread (so memory stays bounded).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ routes = web.RouteTableDef()
 
 BATCH_READ: Final = PkgPaths.batch_read
 LIMITS: Final = BatchReadLimits(max_files=DEFAULT_MAX_FILES, max_file_size=DEFAULT_MAX_FILE_SIZE)
-#: Records are read and written in windows of about this many bytes (bounded memory, few writes).
-_WRITE_SIZE: Final = 1 << 20
+#: The answer is read and written in windows of about this many bytes (bounded memory, few writes).
+_WINDOW: Final = 1 << 20
 
 
 def _look_up(
@@ -106,13 +106,13 @@ async def batch_read(request: web.Request) -> web.StreamResponse:
 
     response = web.StreamResponse(status=200, headers={"Content-Type": BATCH_READ_CONTENT_TYPE})
     await response.prepare(request)
-    # Window by window: the blob files of about _WRITE_SIZE of answer read in one worker call, then
+    # Window by window: the blob files of about _WINDOW of answer read in one worker call, then
     # written, so a batch of 256 files of 1 MiB never sits in memory whole.
     loop = asyncio.get_running_loop()
     start = 0
     while start < len(records):
         end, size = start, 0
-        while end < len(records) and (end == start or size < _WRITE_SIZE):
+        while end < len(records) and (end == start or size < _WINDOW):
             size += records[end][0].size
             end += 1
         window = records[start:end]
