@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -230,3 +231,26 @@ def test_the_fake_satisfies_the_remote_protocol() -> None:
 
     remote: Remote = FakeRemote()  # mypy checks the structure; this checks it imports and builds
     assert remote.capabilities.ranged_reads
+
+
+def _open_cache_at(path: str, barrier: Any) -> None:
+    barrier.wait()  # all processes open the new file at the same moment
+    HashCache.open(Path(path)).close()
+
+
+def test_processes_opening_a_new_hash_cache_at_once_all_get_it(tmp_path: Path) -> None:
+    """Shards of one migration open one new cache file together: switching it to WAL takes a lock,
+    which the others must wait for (busy timeout from the connection on), not fail with
+    "database is locked"."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for attempt in range(6):  # a race: several rounds, so that a regression shows
+        barrier = context.Barrier(8)
+        path = tmp_path / f"cache{attempt}" / "hashes.db"
+        workers = [context.Process(target=_open_cache_at, args=(str(path), barrier)) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert [worker.exitcode for worker in workers] == [0] * 8

@@ -20,6 +20,7 @@ from typing import Final, Self
 from hc.errors import StorageError
 from hc.protocol.digest import ALGORITHMS, Checksums
 from hc.protocol.identifiers import is_utf8_text
+from hc.transfer._sqlite import connect_wal
 
 __all__ = ["HashCache"]
 
@@ -67,11 +68,7 @@ class HashCache:
     def open(cls, path: Path) -> HashCache:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA busy_timeout=5000")
-            return cls(connection)
+            return cls(connect_wal(path))  # shared by processes: see connect_wal
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open hash cache {path}: {exc}") from exc
 

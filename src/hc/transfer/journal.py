@@ -34,6 +34,7 @@ from typing import Final, Self
 
 from hc.errors import StorageError, UsageError
 from hc.protocol.ranges import ByteRange
+from hc.transfer._sqlite import connect_wal
 
 __all__ = ["Journal", "JournalEntry", "job_key"]
 
@@ -118,10 +119,7 @@ class Journal:
             os.close(lock_fd)
             raise UsageError(f"another hc process is running this job (journal {path} is locked)") from None
         try:
-            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA busy_timeout=5000")
+            connection = connect_wal(path)
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, _SCHEMA_VERSION):
                 raise StorageError(f"journal {path} has schema {version}; this hc knows {_SCHEMA_VERSION}")
