@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hc.errors import UsageError
-from hc.transfer.walk import SkippedEntry, validate_sources, walk, walk_async
+from hc.transfer.walk import LocalItem, SkippedEntry, validate_sources, walk, walk_async
 
 
 def relpaths(sources: list[str], **kwargs: object) -> list[str]:
@@ -123,3 +123,35 @@ async def test_walk_async_matches_walk_and_reports_skips_on_the_loop(project: Pa
     found = [item.relpath async for item in walk_async([str(project)], on_skip=skipped.append, batch_size=2)]
     assert found == relpaths([str(project)])
     assert len(skipped) == 1
+
+
+@pytest.mark.parametrize("arg", [".", "./", "./b", "b/", "b/.", "b//d", "../proj/b", "ABSOLUTE", "//"])
+def test_items_name_their_files_as_pathlib_would(
+    project: Path, monkeypatch: pytest.MonkeyPatch, arg: str
+) -> None:
+    # The walk builds each file's path as a string (no Path per file): it must equal what
+    # ``Path`` shows, and its absolute form what ``Path.absolute()`` gives (the hash cache's key,
+    # which earlier versions wrote from that), or a re-push would re-hash every file once.
+    monkeypatch.chdir(project)
+    if arg == "ABSOLUTE":
+        arg = str(project / "b")
+    if arg == "//":
+        arg = "//" + str(project / "b").lstrip("/")  # POSIX keeps a leading "//"; so must the walk
+    items = list(walk([arg]))
+    assert items
+    for item in items:
+        assert item.location == str(Path(item.location)), item.location
+        assert item.absolute == str(Path(item.location).absolute())
+        assert Path(item.absolute).read_text() == item.path.read_text()
+        assert item.path.is_file()
+        # the file it names is the one whose remote path it carries
+        assert item.absolute.endswith(item.relpath.split("/", 1)[-1])
+
+
+def test_from_stat_normalises_its_path_as_the_walk_does(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    item = LocalItem.from_stat("./b//c.txt", "c.txt", os.stat("b/c.txt"))
+    assert (item.location, item.absolute) == ("b/c.txt", str(project / "b" / "c.txt"))
+    assert [i.location for i in walk(["./b//c.txt"])] == ["b/c.txt"]

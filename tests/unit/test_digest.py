@@ -7,7 +7,14 @@ import hashlib
 import pytest
 
 from hc.errors import UsageError
-from hc.protocol.digest import CHECKSUM_HEADERS, Checksums, MultiHasher, format_digest, parse_digest
+from hc.protocol.digest import (
+    CHECKSUM_HEADERS,
+    Checksums,
+    MultiHasher,
+    format_digest,
+    hex_digest,
+    parse_digest,
+)
 
 DATA = b"The quick brown fox jumps over the lazy dog" * 1000
 
@@ -62,3 +69,34 @@ def test_parse_digest(text: str, expected: tuple[str, str]) -> None:
 def test_bad_digests(bad: str) -> None:
     with pytest.raises(UsageError):
         parse_digest(bad)
+
+
+SHA256 = hashlib.sha256(b"x").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (SHA256, SHA256),
+        (SHA256.upper(), SHA256),  # upper case is accepted and lowered
+        (f"  {SHA256}\n", SHA256),  # so are surrounding blanks
+        (SHA256[:-1], None),  # too short
+        (SHA256 + "0", None),  # too long
+        (SHA256[:-1] + "g", None),  # not hex
+        (SHA256[:30] + "  " + SHA256[32:], None),  # blanks inside (bytes.fromhex skips them)
+        (SHA256[:31] + " " + SHA256[32:] + "0", None),  # a blank splitting a pair, right length
+        (SHA256[:-1] + "\u0660", None),  # a non-ASCII digit
+        ("", None),
+        (None, None),
+        (12, None),
+    ],
+)
+def test_hex_digest_accepts_only_well_formed_digests(value: object, expected: str | None) -> None:
+    assert hex_digest(value, "sha256") == expected
+
+
+def test_hex_digest_lengths_follow_the_algorithm() -> None:
+    for algorithm in ("md5", "sha1", "sha256", "sha512"):
+        digest = hashlib.new(algorithm, b"x").hexdigest()
+        assert hex_digest(digest, algorithm) == digest
+        assert hex_digest(SHA256, algorithm) == (SHA256 if algorithm == "sha256" else None)

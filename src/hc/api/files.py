@@ -27,7 +27,6 @@ is the command's, sized for its concurrency.
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from hc.api.client import RegistryClient
 from hc.errors import IntegrityError, NotFound, RemoteError, UsageError
 from hc.protocol.batchread import BatchReadLimits
 from hc.protocol.batchwrite import BatchWriteLimits
-from hc.protocol.digest import ALGORITHMS, Checksums
+from hc.protocol.digest import ALGORITHMS, Checksums, hex_digest
 from hc.protocol.files import FileLocation, FileRecord
 from hc.protocol.models import FileV3
 from hc.protocol.ranges import parse_content_range
@@ -74,8 +73,6 @@ _HC_PAGE_SIZE: Final = 1000
 _DEFAULT_PAGE_SIZE: Final = 100
 #: Same-origin 307/308 redirects of an upload that are followed (the body is re-opened each time).
 _MAX_REDIRECTS: Final = 3
-_HEX: Final = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
-_HEX_RE: Final = re.compile(r"^[0-9a-f]+$")
 _CHECKSUM_HEADER: Final = {
     "md5": "X-Checksum-Md5",
     "sha1": "X-Checksum-Sha1",
@@ -325,7 +322,7 @@ class HarnessRemote:
                 headers = response.headers
 
                 def digest(algorithm: str) -> str | None:
-                    return _hex(headers.get(_CHECKSUM_HEADER[algorithm]), algorithm)
+                    return hex_digest(headers.get(_CHECKSUM_HEADER[algorithm]), algorithm)
 
                 return GenericFile(
                     package=location.package,
@@ -333,7 +330,7 @@ class HarnessRemote:
                     path=location.path,
                     size=response.content_length or 0,
                     # hc registries tag a file with its sha256; any other ETag is not a digest
-                    sha256=digest("sha256") or _hex(_strip_etag(headers.get("ETag")), "sha256"),
+                    sha256=digest("sha256") or hex_digest(_strip_etag(headers.get("ETag")), "sha256"),
                     md5=digest("md5"),
                     sha1=digest("sha1"),
                     sha512=digest("sha512"),
@@ -627,20 +624,12 @@ def _entry(file: FileV3, *, package: str, version: str) -> GenericFile:
         # v3 paths are rooted inside the version ("/dir/a.txt"); the engine wants "dir/a.txt".
         path=str(file.path or file.name).lstrip("/"),
         size=size,
-        sha256=_hex(file.sha256, "sha256"),
-        md5=_hex(file.md5, "md5"),
-        sha1=_hex(file.sha1, "sha1"),
-        sha512=_hex(file.sha512, "sha512"),
+        sha256=hex_digest(file.sha256, "sha256"),
+        md5=hex_digest(file.md5, "md5"),
+        sha1=hex_digest(file.sha1, "sha1"),
+        sha512=hex_digest(file.sha512, "sha512"),
         created_at=file.created_at if isinstance(file.created_at, int) else None,
     )
-
-
-def _hex(value: object, algorithm: str) -> str | None:
-    """A well-formed lower-case hex digest, or None (a malformed one is treated as unknown)."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip().lower()
-    return text if len(text) == _HEX[algorithm] and _HEX_RE.match(text) else None
 
 
 def _strip_etag(value: str | None) -> str | None:

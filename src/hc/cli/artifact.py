@@ -32,6 +32,7 @@ from hc.cli._options import page_option
 from hc.cli.context import CliState, Notify, open_client, run_async
 from hc.config import OutputFormat, Settings
 from hc.errors import HcError, NotFound, RemoteError, UsageError
+from hc.protocol.digest import hex_digest
 from hc.protocol.identifiers import validate_registry_identifier, validate_version_name
 from hc.protocol.models import BulkDeleteResult, FileV3
 
@@ -81,7 +82,6 @@ FILE_COLUMNS: Final[Sequence[render.Column]] = (
     ("createdAt", "Created"),
 )
 _WILDCARD_FORBIDDEN: Final = re.compile(r"[\[\]{}]")
-_HEX_DIGITS: Final = re.compile(r"[0-9a-f]+")
 _WELL_FORMED_DIGESTS: Final = re.compile(r"[0-9a-f]{32}:[0-9a-f]{40}:[0-9a-f]{64}:[0-9a-f]{128}")
 #: v3 file-listing page sizes when listing everything: hc registries allow 1000 a page; Harness is
 #: asked for its usual 100 (as the transfer engine's listings do).
@@ -282,8 +282,8 @@ def _file_item(file: FileV3) -> JSONObject:
         and type(sha512) is str
         and _WELL_FORMED_DIGESTS.fullmatch(f"{md5}:{sha1}:{sha256}:{sha512}")
     ):
-        md5, sha1 = _hex_digest(md5, 32), _hex_digest(sha1, 40)
-        sha256, sha512 = _hex_digest(sha256, 64), _hex_digest(sha512, 128)
+        md5, sha1 = hex_digest(md5, "md5"), hex_digest(sha1, "sha1")
+        sha256, sha512 = hex_digest(sha256, "sha256"), hex_digest(sha512, "sha512")
     return {
         "path": path,
         "name": path.rsplit("/", 1)[-1],
@@ -294,14 +294,6 @@ def _file_item(file: FileV3) -> JSONObject:
         "sha512": sha512,
         "createdAt": file.created_at if isinstance(file.created_at, int) else None,
     }
-
-
-def _hex_digest(value: object, length: int) -> str | None:
-    """A well-formed digest of ``length`` hex digits in lower case, or None."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip().lower()
-    return text if len(text) == length and _HEX_DIGITS.fullmatch(text) else None
 
 
 async def get_artifact(

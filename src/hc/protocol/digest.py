@@ -19,9 +19,11 @@ from hc.errors import UsageError
 __all__ = [
     "ALGORITHMS",
     "CHECKSUM_HEADERS",
+    "HEX_LENGTH",
     "Checksums",
     "MultiHasher",
     "format_digest",
+    "hex_digest",
     "parse_digest",
 ]
 
@@ -36,7 +38,26 @@ CHECKSUM_HEADERS: Final = {
     "sha512": "X-Checksum-Sha512",
 }
 
-_HEX_LENGTH: Final = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+#: Hex digits in each algorithm's digest.
+HEX_LENGTH: Final = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+
+
+def hex_digest(value: object, algorithm: str) -> str | None:
+    """``value`` as a well-formed hex digest of ``algorithm`` in lower case (surrounding blanks
+    and upper case accepted), or None: a malformed digest from a listing or a header is unknown.
+    ``bytes.fromhex`` is the check (a listing has four digests per file, and it is a third of a
+    regular expression's cost); it also skips blanks between pairs, which the length refuses."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    if len(text) != HEX_LENGTH[algorithm]:
+        return None
+    try:
+        return text if len(bytes.fromhex(text)) * 2 == len(text) else None
+    except ValueError:
+        return None
+
+
 _DIGEST_RE: Final = re.compile(r"^(?P<alg>[a-z0-9]+):(?P<hex>[0-9a-f]+)$")
 
 
@@ -114,8 +135,8 @@ def parse_digest(text: str) -> tuple[str, str]:
     if match is None:
         raise UsageError(f"malformed digest {text!r}: expected <algorithm>:<hex>")
     algorithm, hex_value = match["alg"], match["hex"]
-    if algorithm not in _HEX_LENGTH:
+    if algorithm not in HEX_LENGTH:
         raise UsageError(f"unsupported digest algorithm {algorithm!r}")
-    if len(hex_value) != _HEX_LENGTH[algorithm]:
-        raise UsageError(f"malformed {algorithm} digest: expected {_HEX_LENGTH[algorithm]} hex characters")
+    if len(hex_value) != HEX_LENGTH[algorithm]:
+        raise UsageError(f"malformed {algorithm} digest: expected {HEX_LENGTH[algorithm]} hex characters")
     return algorithm, hex_value

@@ -74,7 +74,7 @@ class PushSide(EngineCore):
         if self._hash_cache is None:
             return None
         return self._hash_cache.get(
-            str(item.path.absolute()),
+            item.absolute,
             size=item.size,
             mtime_ns=item.mtime_ns,
             inode=item.inode,
@@ -86,7 +86,7 @@ class PushSide(EngineCore):
     ) -> tuple[Checksums, bytes | None, LocalItem]:
         """The file's digests (and its bytes, when small), and the item as it was when hashed: its
         size and mtime are what the upload later checks the file against (``FileSource``)."""
-        cache, key = self._hash_cache, str(item.path.absolute())
+        cache, key = self._hash_cache, item.absolute
         algorithms = self._algorithms()
         if use_cache and (cached := self._cached_checksums(item)) is not None:
             return cached, None, item
@@ -150,11 +150,9 @@ class PushSide(EngineCore):
         if FileStamp.of(st) != self._stamp(item):
             # The parts are read against the walk's stamp (FileSource): digests of another version
             # of the file would describe neither. The item-level retry hashes again, first.
-            raise IntegrityError(f"{item.path} changed since it was listed; hashing it again")
+            raise IntegrityError(f"{item.location} changed since it was listed; hashing it again")
         if self._hash_cache is not None:
-            self._hash_cache.put(
-                str(item.path.absolute()), mtime_ns=st.st_mtime_ns, inode=st.st_ino, checksums=checksums
-            )
+            self._hash_cache.put(item.absolute, mtime_ns=st.st_mtime_ns, inode=st.st_ino, checksums=checksums)
         return checksums
 
     async def _send_while_hashing(
@@ -187,13 +185,15 @@ class PushSide(EngineCore):
         config = self._config
         coordinator = self._coordinator(item.relpath, item.size)
         ref = FileRef(package=job.package, version=job.version, path=item.relpath)
-        local_path = str(item.path)
+        local_path = item.location
         action = ""
         try:
             if not is_utf8_text(item.relpath):
                 # A registry path is text (JSON, URLs): a name the file system holds as bytes that
                 # are not UTF-8 cannot be one. The item fails by name; the rest of the job goes on.
-                raise UsageError(f"{item.path}: the name is not UTF-8 text, which a registry path must be")
+                raise UsageError(
+                    f"{item.location}: the name is not UTF-8 text, which a registry path must be"
+                )
             checksums = self._cached_checksums(item)
             data: bytes | None = None
             hashed = item

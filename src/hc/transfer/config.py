@@ -43,7 +43,11 @@ class TransferConfig:
       have passed since its first failure (``pacer.RetryPolicy``), so a restart is ridden out.
     - ``overwrite``: transfer even when the destination already holds identical content.
     - ``dry_run``: report the plan, change nothing (no uploads, files, journal or cache writes).
-    - ``backlog``: items read ahead of the workers (bounds memory whatever the item count).
+    - ``backlog``: items read ahead of the workers (bounds memory whatever the item count). A
+      push's workers wait for the destination's listing before they decide anything; a deep
+      backlog (4096 files, ~2 MB) lets the walk finish its stats during that wait, where a shallow
+      one made walk and skips contend for the GIL afterwards (a re-push of 5,000 unchanged
+      files: 0.19–0.20 s of skips after the listing with 256, 0.11–0.17 s with 4096).
     - ``hash_threads``: threads hashing at once (hashing is CPU-bound; more than the cores is waste).
     - ``batch``: small files go many to a request where the remote offers batch reads and writes
       (an hc registry); False sends one request per file, as the Go CLI does.
@@ -64,7 +68,7 @@ class TransferConfig:
     outage_budget: float = 30.0
     overwrite: bool = False
     dry_run: bool = False
-    backlog: int = 256
+    backlog: int = 4096
     hash_threads: int = field(default_factory=_default_hash_threads)
     stall_timeout: float = 120.0
     batch: bool = True

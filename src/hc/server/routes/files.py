@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import os
 import posixpath
-import re
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import Final
@@ -41,7 +40,7 @@ from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from hc.errors import IntegrityError, NotFound, StorageError, UsageError
-from hc.protocol.digest import CHECKSUM_HEADERS, Checksums
+from hc.protocol.digest import CHECKSUM_HEADERS, HEX_LENGTH, Checksums, hex_digest
 from hc.protocol.identifiers import validate_relative_path, validate_version_name
 from hc.protocol.models import GENERIC_FILE_TYPES
 from hc.protocol.ranges import (
@@ -66,8 +65,6 @@ routes = web.RouteTableDef()
 FILES: Final = PKG_PREFIX + r"/{account}/{registry}/files/{filepath:[\s\S]+}"
 #: Downloads up to this size are read in one call instead of sendfile.
 SMALL_DOWNLOAD: Final = 64 * 1024
-_HEX: Final = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
-_HEX_RE: Final = re.compile(r"^[0-9a-fA-F]+$")
 
 
 async def generic_registry(request: web.Request) -> RegistryRow:
@@ -132,10 +129,10 @@ def _expected_checksums(request: web.Request) -> dict[str, str]:
         value = request.headers.get(header)
         if value is None or value.strip() == "":
             continue
-        value = value.strip()
-        if len(value) != _HEX[algorithm] or not _HEX_RE.match(value):
-            raise UsageError(f"malformed {header} header: expected {_HEX[algorithm]} hex characters")
-        expected[algorithm] = value.lower()
+        digest = hex_digest(value, algorithm)
+        if digest is None:
+            raise UsageError(f"malformed {header} header: expected {HEX_LENGTH[algorithm]} hex characters")
+        expected[algorithm] = digest
     return expected
 
 
