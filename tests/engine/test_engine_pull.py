@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
 
+from hc.errors import IntegrityError
+from hc.protocol.digest import Checksums
+from hc.protocol.ranges import ByteRange
+from hc.transfer import _pulling
 from hc.transfer.accounting import Accounting, BytesMoved
 from hc.transfer.hashcache import HashCache
 from hc.transfer.journal import Journal
@@ -369,3 +375,28 @@ async def test_an_error_in_the_item_stream_stops_the_job_with_that_error(tmp_pat
 
     with pytest.raises(UsageError, match="no such file"):
         await TransferManager(remote, fast_config()).pull(broken(), tmp_path)
+
+
+async def test_the_hash_follower_hashes_many_buffers_per_call_and_refuses_a_short_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The follower of a split download hashes all that is written (up to HASH_STEP) in one
+    # worker-thread call, a buffer at a time: the digest must not depend on where calls and
+    # buffers end, and a file shorter than its ranges must fail, not hash what is there.
+    monkeypatch.setattr(_pulling, "HASH_STEP", 3 * 256 * KiB + 5)  # 3 buffers and a bit per call
+    data = anyio_random_bytes(1 * MiB + 77)
+    path = tmp_path / "f.part"
+    path.write_bytes(data)
+    manager = TransferManager(FakeRemote(), fast_config())  # the follower reads 4 x 64 KiB at a time
+    ranges = [ByteRange(0, 300 * KiB), ByteRange(300 * KiB, len(data))]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        out: list[Checksums] = []
+        await manager._follow_hash(fd, ranges, {0: ranges[0].end, 1: ranges[1].end}, ["sha256"], out)
+        assert out[0].sha256 == hashlib.sha256(data).hexdigest()
+        assert out[0].size == len(data)
+        os.truncate(path, len(data) - 1000)
+        with pytest.raises(IntegrityError, match="ended at byte"):
+            await manager._follow_hash(fd, ranges, {0: ranges[0].end, 1: ranges[1].end}, ["sha256"], [])
+    finally:
+        os.close(fd)

@@ -37,7 +37,7 @@ from hc.transfer._engine import (
     verify_checksums,
     wanted_algorithms,
 )
-from hc.transfer._files import hash_descriptor, write_at
+from hc.transfer._files import HASH_STEP, hash_descriptor, write_at
 from hc.transfer._writebehind import write_behind
 from hc.transfer.batchwrite import BatchWriter, OnWritten
 from hc.transfer.coordinator import TransferCoordinator
@@ -679,13 +679,19 @@ class PullSide(EngineCore):
         for more while the ranges are in flight; ends when the whole file is hashed."""
         hasher = MultiHasher(algorithms)
         size = ranges[-1].end if ranges else 0
-        step = 4 * self._config.buffer_size
+        buffer = memoryview(bytearray(4 * self._config.buffer_size))
         offset = 0
 
         def hash_at(position: int, length: int) -> int:
-            data = os.pread(fd, length, position)
-            hasher.update(data)
-            return len(data)
+            """Hash ``length`` bytes from ``position`` (fewer if the file ends), a buffer at a time."""
+            done = 0
+            while done < length:
+                n = os.preadv(fd, [buffer[: min(len(buffer), length - done)]], position + done)
+                if not n:
+                    break
+                hasher.update(buffer[:n])
+                done += n
+            return done
 
         while offset < size:
             end = size
@@ -697,7 +703,7 @@ class PullSide(EngineCore):
                 await anyio.sleep(_FOLLOW_POLL)
                 continue
             read = await anyio.to_thread.run_sync(
-                hash_at, offset, min(step, end - offset), limiter=self._hashers
+                hash_at, offset, min(HASH_STEP, end - offset), limiter=self._hashers
             )
             if not read:
                 raise IntegrityError(f"the partial file ended at byte {offset} of {size}")
