@@ -90,6 +90,12 @@ _CLAIM_CHECK_S: Final = 1.0
 #: once (hc sends 4), so this is smaller than a whole-file PUT's blobs.BATCH: at 4 MiB, a 1 GiB
 #: upload in 4 parts held ~55 MiB of buffers and the process peaked at ~160 MiB RSS.
 PART_BATCH: Final = 1 << 20
+#: The hash catch-up (parts that landed ahead of the hash, read back from the session file) reads
+#: this much per round trip through the event loop into one of two buffers, while the lanes hash
+#: the other. The round trips are what limits it on a loop busy receiving the other parts: a 1 GiB
+#: upload in 4 parallel parts (three quarters of it caught up) committed 0.6-0.9 s after its last
+#: part with 1 MiB reads, 0.1-0.2 s with 16 MiB (the whole upload: 5.2 s → 4.1 s, curl -T 3.9 s).
+CATCH_UP_READ: Final = 16 << 20
 #: At most this many buffers per pwritev call (Linux IOV_MAX is 1024).
 _MAX_IOV: Final = 512
 
@@ -575,18 +581,21 @@ class UploadSessions:
             return
         fd = await self._run(os.open, self.data_path(upload_id), os.O_RDONLY | os.O_CLOEXEC)
         try:
+            # Two fixed buffers, used in turn: one is read into while the lanes hash the other.
+            buffers = (bytearray(CATCH_UP_READ), bytearray(CATCH_UP_READ))
             pending: list[asyncio.Future[Any]] = []
-            position = live.hashed
+            position, turn = live.hashed, 0
             while position < until:
-                want = min(PART_BATCH, until - position)
-                data = await self._run(os.pread, fd, want, position)
-                if len(data) != want:
+                want = min(CATCH_UP_READ, until - position)
+                view = memoryview(buffers[turn])[:want]
+                if await self._run(os.preadv, fd, [view], position) != want:
                     raise StorageError(f"the data of upload {upload_id} is shorter than what was received")
                 if pending:
-                    await asyncio.gather(*pending)
+                    await asyncio.gather(*pending)  # the lanes are done with the other buffer
                     live.hashed = position
-                pending = live.hashers.submit(self._executor, [data])
+                pending = live.hashers.submit(self._executor, [view])
                 position += want
+                turn ^= 1
             await asyncio.gather(*pending)
             live.hashed = position
         finally:
