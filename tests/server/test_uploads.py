@@ -109,10 +109,8 @@ async def test_system_info_advertises_sessions(api: Api) -> None:
     assert block["rangeRequests"] is True  # what was there before is kept
 
 
-async def test_parts_in_order_round_trip_without_reading_back(
-    api: Api, gen: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    data = os.urandom(3 * MIB + 12345)
+def read_backs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The offsets the registry reads back from session files (its hash catch-up), as they happen."""
     reads: list[int] = []
     real_preadv = os.preadv
     monkeypatch.setattr(
@@ -120,6 +118,14 @@ async def test_parts_in_order_round_trip_without_reading_back(
         "preadv",
         lambda fd, buffers, off: (reads.append(off), real_preadv(fd, buffers, off))[1],
     )
+    return reads
+
+
+async def test_parts_in_order_round_trip_without_reading_back(
+    api: Api, gen: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(3 * MIB + 12345)
+    reads = read_backs(monkeypatch)
     state = (await begin(api, data))["data"]
     assert (state["offset"], state["received"], state["size"]) == (0, [], len(data))
     upload_id = state["id"]
@@ -177,13 +183,7 @@ async def test_the_catch_up_hashes_exactly_with_its_two_buffers_reused_many_time
     # the buffer the lanes still hash, or a stale tail of a short last read, would corrupt digests.
     step = 64 * 1024 + 3
     monkeypatch.setattr(server_uploads, "CATCH_UP_READ", step)
-    reads: list[int] = []
-    real_preadv = os.preadv
-    monkeypatch.setattr(
-        server_uploads.os,
-        "preadv",
-        lambda fd, buffers, off: (reads.append(off), real_preadv(fd, buffers, off))[1],
-    )
+    reads = read_backs(monkeypatch)
     data = os.urandom(3 * MIB + 4321)
     upload_id = (await begin(api, data))["data"]["id"]
     parts = [(s, min(s + MIB, len(data))) for s in range(0, len(data), MIB)]
