@@ -373,12 +373,9 @@ class HarnessRemote:
         server advertises batch reads: ``capabilities.batch_read_max_size``)."""
         reader = self._batch_reader
         if reader is None:
-            url = self._endpoint.pkg_url + PkgPaths.batch_read.format(
-                account=path_escape(self._endpoint.account), registry=path_escape(self.registry)
-            )
             reader = BatchReader(
                 self._session,
-                url,
+                self._registry_url(PkgPaths.batch_read),
                 self._headers,
                 max_files=self._features.batch_read_max_files,
                 stall_timeout=stall_timeout,
@@ -400,12 +397,9 @@ class HarnessRemote:
         writer = self._batch_writers.get(overwrite)
         if writer is None:
             features = self._features
-            url = self._endpoint.pkg_url + PkgPaths.batch_write.format(
-                account=path_escape(self._endpoint.account), registry=path_escape(self.registry)
-            )
             writer = BatchUploader(
                 self._session,
-                url,
+                self._registry_url(PkgPaths.batch_write),
                 self._headers,
                 max_files=features.batch_write_max_files,
                 max_bytes=features.batch_write_max_bytes,
@@ -541,10 +535,14 @@ class HarnessRemote:
             self._url_prefixes[key] = prefix
         return prefix + "/".join(path_escape(segment) for segment in location.path.split("/"))
 
-    def _uploads_url(self) -> str:
-        return self._endpoint.pkg_url + PkgPaths.uploads.format(
+    def _registry_url(self, template: str) -> str:
+        """A package-endpoint URL of this registry: ``template`` is one of ``PkgPaths``'."""
+        return self._endpoint.pkg_url + template.format(
             account=path_escape(self._endpoint.account), registry=path_escape(self.registry)
         )
+
+    def _uploads_url(self) -> str:
+        return self._registry_url(PkgPaths.uploads)
 
     def _upload_url(self, session_id: str) -> str:
         return self._uploads_url() + "/" + path_escape(session_id)
